@@ -1,0 +1,1 @@
+"""Runtime: configuration, command line, app assembly, channel adapters, web server, outbox sender."""

@@ -1,0 +1,106 @@
+"""App assembly: the one place that builds the engine, the dialog deps, the channels and the server.
+
+Nothing is module-level: `open_runtime()` builds everything from Settings and `serve()` ties their
+lives to the aiohttp server (start on entry, stop on exit).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from dataclasses import dataclass, field
+
+from aiohttp import web
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from bot import web as web_pages
+from bot.channels import Channel
+from bot.config import Settings
+from bot.sender import Sender
+from handlers.dialog import Links
+from handlers.dispatch import Deps
+from storage.db import create_engine, create_sessionmaker, migrate
+
+log = logging.getLogger(__name__)
+MAX_REQUEST_BYTES = 1024 * 1024
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    engine: AsyncEngine
+    sessionmaker: async_sessionmaker[AsyncSession]
+    deps: Deps
+    sender: Sender
+    channels: dict[str, Channel] = field(default_factory=dict)
+
+
+async def open_runtime(settings: Settings, *, run_migrations: bool = True) -> Runtime:
+    engine = create_engine(settings.resolved_database_url())
+    if run_migrations:
+        await migrate(engine)
+    sessionmaker = create_sessionmaker(engine)
+    deps = Deps(
+        sessionmaker=sessionmaker,
+        links=Links(settings.base_url(), settings.telegram_bot_username),
+        default_locale=settings.default_locale,
+    )
+    channels: dict[str, Channel] = {}
+    sender = Sender(sessionmaker, channels)
+    return Runtime(settings, engine, sessionmaker, deps, sender, channels)
+
+
+async def close_runtime(runtime: Runtime) -> None:
+    await runtime.sender.stop()
+    await runtime.engine.dispose()
+
+
+def build_web_app(runtime: Runtime) -> web.Application:
+    app = web.Application(client_max_size=MAX_REQUEST_BYTES)
+    app[web_pages.SESSIONMAKER] = runtime.sessionmaker
+    app[web_pages.DEFAULT_LOCALE] = runtime.settings.default_locale
+    web_pages.add_routes(app)
+    return app
+
+
+async def serve(settings: Settings, *, demo: bool = False, stop: asyncio.Event | None = None) -> None:
+    """Run the web server, the web chat, Telegram (when a token is set) and the outbox sender."""
+    from bot.telegram import TelegramAdapter
+    from bot.webchat import WebChat
+
+    runtime = await open_runtime(settings)
+    app = build_web_app(runtime)
+    webchat = WebChat(runtime.deps, wake=runtime.sender.wake, demo=demo)
+    webchat.add_routes(app)
+    runtime.channels[webchat.platform] = webchat
+    telegram: TelegramAdapter | None = None
+    if settings.telegram_bot_token is not None:
+        telegram = TelegramAdapter(settings, runtime.deps, wake=runtime.sender.wake)
+        telegram.add_routes(app)
+        runtime.channels[telegram.platform] = telegram
+
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, settings.http_host, settings.http_port)
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    try:
+        await site.start()
+        if telegram is not None:
+            await telegram.start()
+        runtime.sender.start()
+        log.info("serving on http://%s:%s", settings.http_host, settings.http_port)
+        if demo:
+            log.info("demo: open http://%s:%s/chat", settings.http_host, settings.http_port)
+        await stop.wait()
+    finally:
+        log.info("shutting down")
+        if telegram is not None:
+            await telegram.stop()
+        await runner.cleanup()
+        await close_runtime(runtime)

@@ -1,0 +1,179 @@
+"""The platform-neutral dialog core: events in, replies out.
+
+Channel adapters (bot/telegram.py, bot/webchat.py) turn platform updates into an `Event` and send
+the `Reply` objects back. Flows never see a platform SDK.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+import messages
+from storage import accounts, conversations, outbox
+from storage.accounts import Identity
+from storage.models import ConversationState, Lane
+
+MAX_TEXT = 4000
+MAX_PAYLOAD_BYTES = 64  # Telegram's callback_data limit
+
+
+@dataclass(frozen=True)
+class Event:
+    """One thing a person did in a chat."""
+
+    platform: str
+    user_id: str
+    chat_id: str
+    text: str = ""
+    command: str | None = None
+    args: str = ""
+    button: str | None = None
+    media: str | None = None
+    language: str | None = None
+    update_id: int | None = None
+
+    @classmethod
+    def from_text(cls, platform: str, user_id: str, chat_id: str, text: str, **kw: Any) -> Event:
+        """Split `/cmd@bot args` into command and args; anything else is plain text."""
+        command, args = parse_command(text)
+        return cls(platform, user_id, chat_id, text=text, command=command, args=args, **kw)
+
+
+def parse_command(text: str) -> tuple[str | None, str]:
+    if not text.startswith("/") or len(text) < 2:
+        return None, ""
+    head, _, args = text[1:].partition(" ")
+    name = head.split("@", 1)[0].lower()
+    if not name or not name.replace("_", "").isalnum() or len(name) > 32:
+        return None, ""
+    return name, args.strip()
+
+
+@dataclass(frozen=True)
+class Button:
+    label: str
+    payload: str | None = None
+    url: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.payload is not None and len(self.payload.encode()) > MAX_PAYLOAD_BYTES:
+            raise ValueError(f"button payload over {MAX_PAYLOAD_BYTES} bytes: {self.payload!r}")
+
+
+@dataclass(frozen=True)
+class Reply:
+    """A message: Telegram-HTML text and optional rows of buttons."""
+
+    text: str
+    buttons: tuple[tuple[Button, ...], ...] = ()
+
+    def to_payload(self) -> dict[str, Any]:
+        return {
+            "text": self.text,
+            "buttons": [
+                [{"label": b.label, "payload": b.payload, "url": b.url} for b in row]
+                for row in self.buttons
+            ],
+        }
+
+    @classmethod
+    def from_payload(cls, data: dict[str, Any]) -> Reply:
+        rows = tuple(
+            tuple(Button(b["label"], b.get("payload"), b.get("url")) for b in row)
+            for row in data.get("buttons", [])
+        )
+        return cls(str(data["text"]), rows)
+
+
+@dataclass(frozen=True)
+class Links:
+    """Where people are sent: the public web pages and the bot's deep links."""
+
+    web_base: str
+    bot_username: str | None = None
+
+    def terms(self, version: int | None = None) -> str:
+        return f"{self.web_base}/terms" + (f"/{version}" if version else "")
+
+    def invite(self, code: str) -> str:
+        if self.bot_username:
+            return f"https://t.me/{self.bot_username}?start={code}"
+        return f"{self.web_base}/chat?start={code}"
+
+
+@dataclass
+class Context:
+    """Everything a flow step needs, loaded fresh from the database for this event."""
+
+    event: Event
+    session: AsyncSession
+    identity: Identity
+    state: ConversationState | None
+    locale: str
+    links: Links
+
+    @property
+    def account_id(self) -> int:
+        return self.identity.account.id
+
+    def text(self, template: str, **context: Any) -> str:
+        return messages.render(template, self.locale, **context)
+
+    def label(self, key: str) -> str:
+        return messages.label(key, self.locale)
+
+    def reply(self, template: str, buttons: Any = (), **context: Any) -> Reply:
+        return Reply(self.text(template, **context), tuple(tuple(row) for row in buttons))
+
+    async def set_state(self, flow: str, step: str, data: dict[str, Any] | None = None) -> None:
+        self.state = await conversations.set_state(self.session, self.account_id, flow, step, data)
+
+    async def clear_state(self) -> bool:
+        self.state = None
+        return await conversations.clear_state(self.session, self.account_id)
+
+    async def notify(
+        self,
+        person_id: int,
+        template: str,
+        *,
+        lane: Lane = Lane.INTERACTIVE,
+        buttons: Any = (),
+        **context: Any,
+    ) -> int:
+        """Queue a message to every account of a person, each in its own language."""
+        count = 0
+        school_id = self.identity.school.id if self.identity.school else None
+        for account in await accounts.accounts_of_person(self.session, person_id):
+            text = messages.render(template, account.locale, **context)
+            reply = Reply(text, tuple(tuple(row) for row in buttons))
+            await outbox.enqueue(
+                self.session, account.id, reply.to_payload(), lane=lane, school_id=school_id
+            )
+            count += 1
+        return count
+
+
+Step = Callable[[Context], Awaitable[list[Reply]]]
+ButtonStep = Callable[[Context, str], Awaitable[list[Reply]]]
+
+
+@dataclass(frozen=True)
+class Flow:
+    """A conversation flow: the commands that start it, its button key, and its steps.
+
+    `on_button` gets the payload after `key:`; it must re-check everything against the database.
+    `on_message` gets text or media while the chat's stored state names this flow.
+    """
+
+    name: str
+    key: str
+    commands: tuple[str, ...] = ()
+    on_command: Step | None = None
+    on_button: ButtonStep | None = None
+    on_message: Step | None = None
+    menu_commands: tuple[str, ...] = field(default=())

@@ -1,0 +1,73 @@
+"""Route one event to its flow inside one transaction, and never let an error escape."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+import messages
+from handlers import fallback
+from handlers.dialog import MAX_TEXT, Context, Event, Flow, Links, Reply
+from handlers.registry import BY_COMMAND, BY_KEY, BY_NAME, FALLBACK
+from storage import accounts, conversations, updates
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Deps:
+    """What the dialog core needs from the runtime; built once in bot.app."""
+
+    sessionmaker: async_sessionmaker[AsyncSession]
+    links: Links
+    default_locale: str = messages.DEFAULT_LOCALE
+
+
+async def handle(event: Event, deps: Deps) -> list[Reply]:
+    """Answer one event. Its effects, its outbox rows and its update id commit together."""
+    locale = messages.normalise_locale(event.language, deps.default_locale)
+    try:
+        async with deps.sessionmaker.begin() as session:
+            if event.update_id is not None and not await updates.claim_update(
+                session, event.platform, event.update_id
+            ):
+                log.info("update %s/%s already processed", event.platform, event.update_id)
+                return []
+            account = await accounts.get_or_create_account(
+                session, event.platform, event.user_id, event.chat_id, locale
+            )
+            ctx = Context(
+                event=event,
+                session=session,
+                identity=await accounts.load_identity(session, account),
+                state=await conversations.get_state(session, account.id),
+                locale=account.locale,
+                links=deps.links,
+            )
+            return await route(ctx)
+    except Exception:
+        log.exception("event from %s/%s failed", event.platform, event.user_id)
+        return [Reply(messages.render("error", locale))]
+
+
+async def route(ctx: Context) -> list[Reply]:
+    event = ctx.event
+    if len(event.text) > MAX_TEXT:
+        return await fallback.too_long(ctx)
+    if event.button is not None:
+        key, _, data = event.button.partition(":")
+        flow = BY_KEY.get(key)
+        if flow is None or flow.on_button is None:
+            return await fallback.invalid_button(ctx, data)
+        return await flow.on_button(ctx, data)
+    if event.command is not None:
+        flow = BY_COMMAND.get(event.command, FALLBACK)
+        assert flow.on_command is not None
+        return await flow.on_command(ctx)
+    current: Flow | None = BY_NAME.get(ctx.state.flow) if ctx.state else None
+    if current is not None and current.on_message is not None:
+        return await current.on_message(ctx)
+    return await fallback.anything(ctx)
+

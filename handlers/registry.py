@@ -1,0 +1,28 @@
+"""Every flow, in one ordered list. The dispatcher looks flows up here and nowhere else."""
+
+from __future__ import annotations
+
+import messages
+from handlers import cancel, fallback, language, menu, start, terms
+from handlers.dialog import Flow
+
+FLOWS: list[Flow] = [
+    cancel.FLOW,  # first: /cancel always works, whatever flow the chat is in
+    start.FLOW,
+    menu.FLOW,
+    terms.FLOW,
+    language.FLOW,
+    fallback.FLOW,  # must be last: answers whatever no other flow took
+]
+
+FALLBACK = FLOWS[-1]
+BY_COMMAND: dict[str, Flow] = {c: f for f in FLOWS for c in f.commands}
+BY_KEY: dict[str, Flow] = {f.key: f for f in FLOWS if f.key}
+BY_NAME: dict[str, Flow] = {f.name: f for f in FLOWS}
+
+
+def command_menu(locale: str) -> list[tuple[str, str]]:
+    """(command, description) pairs for the platform's command list, in this locale."""
+    return [
+        (c, messages.label(f"command.{c}", locale)) for f in FLOWS for c in f.menu_commands
+    ]

@@ -1,0 +1,94 @@
+"""User-facing text: Jinja2 templates and label catalogs per locale.
+
+`render(name, locale, **context)` is the only way code produces a message. Autoescape is on (a
+parent named `<b>&` cannot break Telegram HTML) and undefined variables raise, so a missing
+value fails a test instead of reaching a parent as "None".
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+
+HERE = Path(__file__).parent
+LOCALES = ("zh_CN", "en")
+DEFAULT_LOCALE = "zh_CN"
+
+
+def normalise_locale(value: str | None, default: str = DEFAULT_LOCALE) -> str:
+    """Map a platform language hint (`zh-hans`, `en-GB`) to one of our locales."""
+    if not value:
+        return default if default in LOCALES else DEFAULT_LOCALE
+    v = value.replace("-", "_").lower()
+    if v.startswith("zh"):
+        return "zh_CN"
+    if v.startswith("en"):
+        return "en"
+    return default if default in LOCALES else DEFAULT_LOCALE
+
+
+@cache
+def catalog(locale: str) -> dict[str, str]:
+    with open(HERE / "catalog" / f"{locale}.yaml", encoding="utf-8") as f:
+        data = yaml.safe_load(f) or {}
+    return {str(k): str(v) for k, v in _flatten(data).items()}
+
+
+def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(_flatten(value, name + "."))
+        else:
+            out[name] = value
+    return out
+
+
+def label(key: str, locale: str) -> str:
+    """A short label; a missing key raises so tests catch it."""
+    try:
+        return catalog(locale if locale in LOCALES else DEFAULT_LOCALE)[key]
+    except KeyError:
+        raise KeyError(f"label {key!r} missing in locale {locale}") from None
+
+
+@cache
+def environment() -> Environment:
+    env = Environment(
+        loader=FileSystemLoader(str(HERE / "templates")),
+        autoescape=select_autoescape(default=True, default_for_string=True),
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=False,
+    )
+    env.filters["money"] = _money
+    return env
+
+
+def _money(value: Any) -> str:
+    text = f"{float(value):.2f}"
+    return text[:-3] if text.endswith(".00") else text
+
+
+def render(name: str, locale: str, /, **context: Any) -> str:
+    """Render chat template `templates/<locale>/<name>.txt` (Telegram HTML subset)."""
+    locale = locale if locale in LOCALES else DEFAULT_LOCALE
+    template = environment().get_template(f"{locale}/{name}.txt")
+    return template.render(locale=locale, _=lambda key: label(key, locale), **context).strip()
+
+
+def render_page(name: str, locale: str, /, **context: Any) -> str:
+    """Render web page `templates/web/<name>.html` with the locale's labels."""
+    locale = locale if locale in LOCALES else DEFAULT_LOCALE
+    template = environment().get_template(f"web/{name}.html")
+    return template.render(locale=locale, _=lambda key: label(key, locale), **context)
+
+
+def template_names(locale: str) -> list[str]:
+    return sorted(p.stem for p in (HERE / "templates" / locale).glob("*.txt"))

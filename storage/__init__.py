@@ -1,0 +1,1 @@
+"""Models, migrations and domain operations. Domain functions take a session; the caller commits."""

@@ -1,0 +1,124 @@
+"""Platform accounts and who they are: people, school and roles, always read from the database."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from storage.models import (
+    AccountBinding,
+    Guardianship,
+    Person,
+    PersonRole,
+    PlatformAccount,
+    School,
+    SchoolClass,
+    Student,
+)
+
+
+@dataclass(frozen=True)
+class ChildView:
+    student_id: int
+    name: str
+    class_name: str
+    relation: str
+
+
+@dataclass
+class Identity:
+    """What an account may do, freshly loaded for each event (never taken from the client)."""
+
+    account: PlatformAccount
+    people: list[Person] = field(default_factory=list)
+    school: School | None = None
+    roles: frozenset[str] = frozenset()
+    children: list[ChildView] = field(default_factory=list)
+    classes_headed: list[str] = field(default_factory=list)
+
+    @property
+    def bound(self) -> bool:
+        return bool(self.people)
+
+    @property
+    def person(self) -> Person | None:
+        """The person this account speaks as in greetings: the first bound."""
+        return self.people[0] if self.people else None
+
+    def has(self, role: str) -> bool:
+        return role in self.roles
+
+
+async def get_or_create_account(
+    session: AsyncSession, platform: str, external_id: str, chat_id: str, locale: str
+) -> PlatformAccount:
+    """The account for this platform identity; created on first contact (safe under races)."""
+    query = select(PlatformAccount).where(
+        PlatformAccount.platform == platform, PlatformAccount.external_id == external_id
+    )
+    account = await session.scalar(query)
+    if account is None:
+        try:
+            async with session.begin_nested():
+                account = PlatformAccount(
+                    platform=platform, external_id=external_id, chat_id=chat_id, locale=locale
+                )
+                session.add(account)
+        except IntegrityError:
+            account = (await session.scalars(query)).one()
+    elif account.chat_id != chat_id:
+        account.chat_id = chat_id
+    return account
+
+
+async def load_identity(session: AsyncSession, account: PlatformAccount) -> Identity:
+    people = list(
+        await session.scalars(
+            select(Person)
+            .join(AccountBinding, AccountBinding.person_id == Person.id)
+            .where(AccountBinding.account_id == account.id)
+            .order_by(AccountBinding.id)
+        )
+    )
+    if not people:
+        return Identity(account=account)
+    ids = [p.id for p in people]
+    school = await session.get(School, people[0].school_id)
+    roles = frozenset(
+        await session.scalars(select(PersonRole.role).where(PersonRole.person_id.in_(ids)))
+    )
+    rows = await session.execute(
+        select(Student.id, Student.name, SchoolClass.name, Guardianship.relation)
+        .join(Guardianship, Guardianship.student_id == Student.id)
+        .join(SchoolClass, SchoolClass.id == Student.class_id)
+        .where(Guardianship.person_id.in_(ids), Student.active.is_(True))
+        .order_by(Student.name, Student.id)
+    )
+    children = [ChildView(sid, name, cname, rel) for sid, name, cname, rel in rows]
+    classes = list(
+        await session.scalars(
+            select(SchoolClass.name)
+            .where(SchoolClass.head_teacher_id.in_(ids))
+            .order_by(SchoolClass.name)
+        )
+    )
+    return Identity(account, people, school, roles, children, classes)
+
+
+async def accounts_of_person(session: AsyncSession, person_id: int) -> list[PlatformAccount]:
+    return list(
+        await session.scalars(
+            select(PlatformAccount)
+            .join(AccountBinding, AccountBinding.account_id == PlatformAccount.id)
+            .where(AccountBinding.person_id == person_id)
+            .order_by(PlatformAccount.id)
+        )
+    )
+
+
+async def set_locale(session: AsyncSession, account: PlatformAccount, locale: str) -> None:
+    account.locale = locale
+    await session.flush()

@@ -1,0 +1,32 @@
+"""Alembic environment: the app passes its own connection (see storage.db.migrate)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from alembic import context
+
+from storage.models import Base, UTCDateTime
+
+
+def render_item(type_: str, obj: Any, autogen_context: Any) -> str | bool:
+    """Write our UTC wrapper as the plain column type it stands for."""
+    if type_ == "type" and isinstance(obj, UTCDateTime):
+        return "sa.DateTime(timezone=True)"
+    return False
+
+
+config = context.config
+connection = config.attributes.get("connection")
+if connection is None:  # pragma: no cover - only `alembic` from a shell without our runtime
+    raise SystemExit("Run migrations with `afterschool migrate`.")
+
+context.configure(
+    connection=connection,
+    target_metadata=Base.metadata,
+    render_as_batch=connection.dialect.name == "sqlite",
+    compare_type=True,
+    render_item=render_item,
+)
+with context.begin_transaction():
+    context.run_migrations()

@@ -1,0 +1,301 @@
+"""The schema. Every school-owned row carries `school_id`; platform rows (accounts, update ids) are global."""
+
+from __future__ import annotations
+
+import enum
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes on every dialect (SQLite stores them naive, PostgreSQL as timestamptz)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the database; use an aware UTC datetime")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {dict[str, Any]: JSON, datetime: UTCDateTime()}
+
+
+class Role(enum.StrEnum):
+    PARENT = "parent"
+    TEACHER = "teacher"
+    STAFF = "staff"
+    COMMITTEE = "committee"
+    ADMIN = "admin"
+
+
+class Lane(enum.StrEnum):
+    SAFETY = "safety"
+    INTERACTIVE = "interactive"
+    BULK = "bulk"
+
+
+class OutboxStatus(enum.StrEnum):
+    PENDING = "pending"
+    SENT = "sent"
+    FAILED = "failed"
+
+
+def _now() -> Any:
+    return func.now()
+
+
+class School(Base):
+    __tablename__ = "school"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    timezone: Mapped[str] = mapped_column(String(64), default="Asia/Shanghai")
+    created_at: Mapped[datetime] = mapped_column(server_default=_now())
+
+
+class SchoolClass(Base):
+    __tablename__ = "school_class"
+    __table_args__ = (UniqueConstraint("school_id", "name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    school_id: Mapped[int] = mapped_column(ForeignKey("school.id", ondelete="CASCADE"), index=True)
+    grade: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(100))
+    head_teacher_id: Mapped[int | None] = mapped_column(
+        ForeignKey("person.id", ondelete="SET NULL"), index=True
+    )
+
+
+class Student(Base):
+    __tablename__ = "student"
+    __table_args__ = (UniqueConstraint("school_id", "student_no"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    school_id: Mapped[int] = mapped_column(ForeignKey("school.id", ondelete="CASCADE"), index=True)
+    class_id: Mapped[int] = mapped_column(ForeignKey("school_class.id"), index=True)
+    student_no: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(100))
+    active: Mapped[bool] = mapped_column(default=True)
+
+    school_class: Mapped[SchoolClass] = relationship(lazy="joined")
+
+
+class Person(Base):
+    """A named adult of a school: a guardian, a teacher, staff, a committee member or an admin."""
+
+    __tablename__ = "person"
+    __table_args__ = (UniqueConstraint("school_id", "person_no"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    school_id: Mapped[int] = mapped_column(ForeignKey("school.id", ondelete="CASCADE"), index=True)
+    # A stable key from the roster: the staff number, or `<student_no>-G<n>` for a guardian.
+    person_no: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(100))
+    # Only the last four digits of a phone number are ever stored (data minimisation).
+    phone_tail: Mapped[str | None] = mapped_column(String(4))
+    created_at: Mapped[datetime] = mapped_column(server_default=_now())
+
+
+class PersonRole(Base):
+    __tablename__ = "person_role"
+    __table_args__ = (UniqueConstraint("person_id", "role"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    school_id: Mapped[int] = mapped_column(ForeignKey("school.id", ondelete="CASCADE"), index=True)
+    person_id: Mapped[int] = mapped_column(ForeignKey("person.id", ondelete="CASCADE"), index=True)
+    role: Mapped[str] = mapped_column(String(16))
+
+
+class Guardianship(Base):
+    __tablename__ = "guardianship"
+    __table_args__ = (UniqueConstraint("student_id", "person_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    school_id: Mapped[int] = mapped_column(ForeignKey("school.id", ondelete="CASCADE"), index=True)
+    student_id: Mapped[int] = mapped_column(ForeignKey("student.id", ondelete="CASCADE"), index=True)
+    person_id: Mapped[int] = mapped_column(ForeignKey("person.id", ondelete="CASCADE"), index=True)
+    relation: Mapped[str] = mapped_column(String(32))
+    # Roster order: the first guardian is the primary contact.
+    position: Mapped[int] = mapped_column(Integer, default=1)
+
+
+class PlatformAccount(Base):
+    """One chat identity on one platform; invites bind it to roster people (AccountBinding)."""
+
+    __tablename__ = "platform_account"
+    __table_args__ = (UniqueConstraint("platform", "external_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    platform: Mapped[str] = mapped_column(String(16))
+    external_id: Mapped[str] = mapped_column(String(64))
+    chat_id: Mapped[str] = mapped_column(String(64))
+    locale: Mapped[str] = mapped_column(String(8))
+    unreachable_at: Mapped[datetime | None] = mapped_column()
+    created_at: Mapped[datetime] = mapped_column(server_default=_now())
+
+
+class AccountBinding(Base):
+    """An account speaks for a person. A parent of two pupils, or a teacher who is also a parent,
+    holds one binding per roster person; all of one account's bindings are in one school."""
+
+    __tablename__ = "account_binding"
+    __table_args__ = (UniqueConstraint("account_id", "person_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    school_id: Mapped[int] = mapped_column(ForeignKey("school.id", ondelete="CASCADE"), index=True)
+    account_id: Mapped[int] = mapped_column(
+        ForeignKey("platform_account.id", ondelete="CASCADE"), index=True
+    )
+    person_id: Mapped[int] = mapped_column(ForeignKey("person.id", ondelete="CASCADE"), index=True)
+    bound_at: Mapped[datetime] = mapped_column(server_default=_now())
+
+
+class InviteCode(Base):
+    __tablename__ = "invite_code"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    school_id: Mapped[int] = mapped_column(ForeignKey("school.id", ondelete="CASCADE"), index=True)
+    code: Mapped[str] = mapped_column(String(32), unique=True)
+    role: Mapped[str] = mapped_column(String(16))
+    person_id: Mapped[int] = mapped_column(ForeignKey("person.id", ondelete="CASCADE"), index=True)
+    student_id: Mapped[int | None] = mapped_column(
+        ForeignKey("student.id", ondelete="CASCADE"), index=True
+    )
+    expires_at: Mapped[datetime] = mapped_column()
+    used_at: Mapped[datetime | None] = mapped_column()
+    used_by_account_id: Mapped[int | None] = mapped_column(
+        ForeignKey("platform_account.id", ondelete="SET NULL")
+    )
+    created_at: Mapped[datetime] = mapped_column(server_default=_now())
+
+
+class InviteFailure(Base):
+    """Wrong codes per account, to slow down guessing (at most 5 an hour)."""
+
+    __tablename__ = "invite_failure"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account_id: Mapped[int] = mapped_column(
+        ForeignKey("platform_account.id", ondelete="CASCADE"), index=True
+    )
+    at: Mapped[datetime] = mapped_column()
+
+
+class TermsVersion(Base):
+    """An immutable published version of the service terms (主动公开)."""
+
+    __tablename__ = "terms_version"
+    __table_args__ = (UniqueConstraint("school_id", "version"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    school_id: Mapped[int] = mapped_column(ForeignKey("school.id", ondelete="CASCADE"), index=True)
+    version: Mapped[int] = mapped_column(Integer)
+    content: Mapped[dict[str, Any]] = mapped_column()
+    content_sha256: Mapped[str] = mapped_column(String(64))
+    effective_from: Mapped[datetime] = mapped_column()
+    published_at: Mapped[datetime] = mapped_column(server_default=_now())
+
+
+class ConversationState(Base):
+    """Where a chat is in a flow, with its draft; kept in the database so any worker can continue."""
+
+    __tablename__ = "conversation_state"
+
+    account_id: Mapped[int] = mapped_column(
+        ForeignKey("platform_account.id", ondelete="CASCADE"), primary_key=True
+    )
+    flow: Mapped[str] = mapped_column(String(32))
+    step: Mapped[str] = mapped_column(String(32))
+    data: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    updated_at: Mapped[datetime] = mapped_column(server_default=_now(), onupdate=_now())
+
+
+class ProcessedUpdate(Base):
+    """Update ids already handled, so a re-delivered update has no second effect."""
+
+    __tablename__ = "processed_update"
+
+    platform: Mapped[str] = mapped_column(String(16), primary_key=True)
+    update_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    processed_at: Mapped[datetime] = mapped_column(server_default=_now(), index=True)
+
+
+class AuditLog(Base):
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    school_id: Mapped[int | None] = mapped_column(
+        ForeignKey("school.id", ondelete="CASCADE"), index=True
+    )
+    at: Mapped[datetime] = mapped_column(server_default=_now())
+    actor_person_id: Mapped[int | None] = mapped_column(
+        ForeignKey("person.id", ondelete="SET NULL")
+    )
+    actor_account_id: Mapped[int | None] = mapped_column(
+        ForeignKey("platform_account.id", ondelete="SET NULL")
+    )
+    action: Mapped[str] = mapped_column(String(64))
+    target_type: Mapped[str | None] = mapped_column(String(32))
+    target_id: Mapped[int | None] = mapped_column()
+    # Ids and short codes only: never names, free text or phone digits.
+    detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class Outbox(Base):
+    """A message to someone other than the actor, written in the same transaction as its cause."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (Index("ix_outbox_due", "status", "lane", "not_before"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    school_id: Mapped[int | None] = mapped_column(
+        ForeignKey("school.id", ondelete="CASCADE"), index=True
+    )
+    account_id: Mapped[int] = mapped_column(
+        ForeignKey("platform_account.id", ondelete="CASCADE"), index=True
+    )
+    lane: Mapped[str] = mapped_column(String(16), default=Lane.INTERACTIVE)
+    payload: Mapped[dict[str, Any]] = mapped_column()
+    status: Mapped[str] = mapped_column(String(16), default=OutboxStatus.PENDING)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    not_before: Mapped[datetime] = mapped_column()
+    created_at: Mapped[datetime] = mapped_column(server_default=_now())
+    sent_at: Mapped[datetime | None] = mapped_column()
+    error: Mapped[str | None] = mapped_column(Text)
