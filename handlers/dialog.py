@@ -89,9 +89,12 @@ class Reply:
         return cls(str(data["text"]), rows)
 
 
-@dataclass(frozen=True)
+@dataclass
 class Links:
-    """Where people are sent: the public web pages and the bot's deep links."""
+    """Where people are sent: the public web pages and the bot's deep links.
+
+    Mutable on purpose: the Telegram adapter fills in the bot's username from getMe at start-up.
+    """
 
     web_base: str
     bot_username: str | None = None
