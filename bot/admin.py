@@ -19,7 +19,11 @@ DEFAULT_SCHOOL_CODE = "main"
 
 
 class AdminError(Exception):
-    """A problem the administrator can fix; the message says how."""
+    """A problem the administrator can fix; `key` names its text in messages (`admin.<key>`)."""
+
+    def __init__(self, key: str, **params: object) -> None:
+        self.key, self.params = key, params
+        super().__init__(f"{key} {params}")
 
 
 async def _school_for_import(
@@ -34,23 +38,23 @@ async def _school_for_import(
         return existing[0]
     if not existing:
         return await schools.get_or_create_school(session, DEFAULT_SCHOOL_CODE, name or "学校")
-    raise AdminError("several schools exist: name one with --school CODE")
+    raise AdminError("several_schools")
 
 
 async def _school(session: AsyncSession, code: str | None) -> School:
     try:
         return await schools.resolve_school(session, code)
-    except schools.SchoolNotFound as exc:
-        raise AdminError(str(exc)) from None
+    except schools.SchoolNotFound:
+        raise AdminError("no_school" if code is None else "unknown_school", school=code) from None
 
 
 def read_text(path: Path) -> str:
     try:
         return path.read_text(encoding="utf-8-sig")
     except FileNotFoundError:
-        raise AdminError(f"{path}: no such file") from None
+        raise AdminError("no_file", path=path) from None
     except UnicodeDecodeError:
-        raise AdminError(f"{path}: not UTF-8 text (save the file as UTF-8 CSV)") from None
+        raise AdminError("not_utf8", path=path) from None
 
 
 async def import_roster_file(
@@ -73,7 +77,7 @@ async def publish_terms_file(
     try:
         data = yaml.safe_load(read_text(path))
     except yaml.YAMLError as exc:
-        raise AdminError(f"{path}: not valid YAML: {exc}") from None
+        raise AdminError("bad_yaml", path=path, detail=str(exc)) from None
     content = terms.parse_terms(data)  # raises pydantic.ValidationError naming each field
     async with sessionmaker.begin() as session:
         school = await _school(session, school_code)
@@ -104,14 +108,14 @@ async def issue_invites(
                     session, school, ttl, student_no=request.student, class_name=request.class_name
                 )
             if not request.person:
-                raise AdminError(f"--person is needed for a {request.role} invite")
+                raise AdminError("need_person", role=request.role)
             return [
                 await invites.create_person_invite(
                     session, school, request.role, request.person, ttl
                 )
             ]
     except invites.InviteError as exc:
-        raise AdminError(str(exc)) from None
+        raise AdminError(exc.key, **exc.params) from None
 
 
 def write_invite_qr(issued: list[IssuedInvite], links: Links, folder: Path) -> Path:

@@ -92,3 +92,8 @@ def render_page(name: str, locale: str, /, **context: Any) -> str:
 
 def template_names(locale: str) -> list[str]:
     return sorted(p.stem for p in (HERE / "templates" / locale).glob("*.txt"))
+
+
+def format_label(key: str, locale: str, /, **params: Any) -> str:
+    """A catalog label with `{name}` placeholders filled (for command-line and log-facing text)."""
+    return label(key, locale).format(**params)

@@ -32,7 +32,11 @@ MAX_FAILURES_PER_HOUR = 5
 
 
 class InviteError(ValueError):
-    pass
+    """`key` names the problem for messages (`admin.<key>`); `params` fill its placeholders."""
+
+    def __init__(self, key: str, **params: object) -> None:
+        self.key, self.params = key, params
+        super().__init__(f"{key} {params}")
 
 
 @dataclass(frozen=True)
@@ -135,11 +139,12 @@ async def create_parent_invites(
     elif class_name:
         query = query.where(SchoolClass.name == class_name)
     else:
-        raise InviteError("name a student (--student) or a class (--class)")
+        raise InviteError("need_student_or_class")
     rows = (await session.execute(query)).all()
     if not rows:
-        what = f"student {student_no}" if student_no else f"class {class_name}"
-        raise InviteError(f"no {what} with guardians in school {school.code}")
+        if student_no:
+            raise InviteError("no_student", student=student_no, school=school.code)
+        raise InviteError("no_class", class_name=class_name, school=school.code)
     issued = []
     for student, cls, link, person in rows:
         invite = await _issue(session, school, Role.PARENT.value, person, ttl, student)
@@ -166,12 +171,12 @@ async def create_person_invite(
         select(Person).where(Person.school_id == school.id, Person.person_no == person_no)
     )
     if person is None:
-        raise InviteError(f"no person numbered {person_no} in school {school.code}")
+        raise InviteError("no_person", person=person_no, school=school.code)
     has_role = await session.scalar(
         select(PersonRole.id).where(PersonRole.person_id == person.id, PersonRole.role == role)
     )
     if has_role is None:
-        raise InviteError(f"{person_no} does not have the role {role} in the roster")
+        raise InviteError("person_lacks_role", person=person_no, role=role)
     invite = await _issue(session, school, role, person, ttl)
     return IssuedInvite(invite.code, role, person.name, person.person_no, invite.expires_at)
 

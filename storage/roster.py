@@ -79,12 +79,15 @@ class Roster:
     people: list[PersonRow] = field(default_factory=list)
 
 
-class RosterError(ValueError):
-    """The file has problems; `problems` holds (line number, message) pairs."""
+Problem = tuple[int, str, dict[str, object]]  # (line, message key in messages' `roster.*`, params)
 
-    def __init__(self, problems: list[tuple[int, str]]) -> None:
+
+class RosterError(ValueError):
+    """The file has problems; `problems` holds (line, key, params) for messages to word them."""
+
+    def __init__(self, problems: list[Problem]) -> None:
         self.problems = problems
-        super().__init__("; ".join(f"line {line}: {msg}" for line, msg in problems))
+        super().__init__("; ".join(f"line {line}: {key} {params}" for line, key, params in problems))
 
 
 @dataclass
@@ -96,12 +99,12 @@ class ImportReport:
     people_updated: int = 0
 
 
-def _phone_tail(raw: str, line: int, problems: list[tuple[int, str]]) -> str | None:
+def _phone_tail(raw: str, line: int, problems: list[Problem]) -> str | None:
     digits = re.sub(r"[\s+\-()]", "", raw)
     if not digits:
         return None
     if not digits.isdigit() or len(digits) < 4:
-        problems.append((line, f"phone {raw!r} is not a phone number (or its last 4 digits)"))
+        problems.append((line, "bad_phone", {"value": raw}))
         return None
     return digits[-4:]
 
@@ -114,10 +117,10 @@ def parse_roster(text: str) -> Roster:
     """Check every row; raise RosterError listing all problems, or return the parsed roster."""
     text = text.removeprefix("\ufeff")
     reader = csv.DictReader(io.StringIO(text))
-    problems: list[tuple[int, str]] = []
+    problems: list[Problem] = []
     missing = [c for c in ("kind", "number", "name") if c not in (reader.fieldnames or [])]
     if missing:
-        raise RosterError([(1, f"header is missing column(s): {', '.join(missing)}")])
+        raise RosterError([(1, "missing_columns", {"columns": ", ".join(missing)})])
     roster = Roster()
     seen: dict[str, int] = {}
     for row in reader:
@@ -129,17 +132,17 @@ def parse_roster(text: str) -> Roster:
         name = _clean(row.get("name"))
         before = len(problems)
         if not NUMBER_RE.match(number):
-            problems.append((line, f"number {number!r} must be 1-60 letters, digits, - _ ."))
+            problems.append((line, "bad_number", {"value": number}))
         elif number in seen:
-            problems.append((line, f"number {number} already used on line {seen[number]}"))
+            problems.append((line, "duplicate_number", {"value": number, "other": seen[number]}))
         else:
             seen[number] = line
         if not name or len(name) > MAX_NAME:
-            problems.append((line, f"name must be 1-{MAX_NAME} characters"))
+            problems.append((line, "bad_name", {"max": MAX_NAME}))
         if kind == "student":
             grade, class_name = _clean(row.get("grade")), _clean(row.get("class"))
             if not grade or not class_name:
-                problems.append((line, "a student needs a grade and a class"))
+                problems.append((line, "student_needs_class", {}))
             guardians = []
             for n in (1, 2):
                 g_name = _clean(row.get(f"guardian{n}_name"))
@@ -147,10 +150,10 @@ def parse_roster(text: str) -> Roster:
                 g_phone = _phone_tail(_clean(row.get(f"guardian{n}_phone")), line, problems)
                 if g_name:
                     if not g_rel:
-                        problems.append((line, f"guardian {n} needs a relation (父亲, 母亲 ...)"))
+                        problems.append((line, "guardian_needs_relation", {"n": n}))
                     guardians.append(GuardianRow(g_name[:MAX_NAME], g_rel[:32], g_phone))
                 elif n == 1:
-                    problems.append((line, "a student needs at least guardian 1"))
+                    problems.append((line, "student_needs_guardian", {}))
             if len(problems) == before:
                 roster.students.append(
                     StudentRow(line, grade, class_name, number, name, tuple(guardians))
@@ -159,21 +162,19 @@ def parse_roster(text: str) -> Roster:
             roles = frozenset(r.strip().lower() for r in _clean(row.get("roles")).split(";") if r.strip())
             unknown = roles - STAFF_ROLES
             if not roles or unknown:
-                problems.append(
-                    (line, f"roles must be some of {', '.join(sorted(STAFF_ROLES))} separated by ;")
-                )
+                problems.append((line, "bad_roles", {"roles": ";".join(sorted(STAFF_ROLES))}))
             heads = _clean(row.get("class")) or None
             if heads and Role.TEACHER.value not in roles:
-                problems.append((line, "only a teacher can head a class"))
+                problems.append((line, "head_not_teacher", {}))
             phone = _phone_tail(_clean(row.get("phone")), line, problems)
             if len(problems) == before:
                 roster.people.append(PersonRow(line, number, name, roles, phone, heads))
         else:
-            problems.append((line, f"kind must be 'student' or 'person', not {kind!r}"))
+            problems.append((line, "bad_kind", {"value": kind}))
     class_names = {s.class_name for s in roster.students}
     for p in roster.people:
         if p.heads_class and p.heads_class not in class_names:
-            problems.append((p.line, f"class {p.heads_class!r} has no students in this file"))
+            problems.append((p.line, "unknown_class", {"value": p.heads_class}))
     if problems:
         raise RosterError(problems)
     return roster
