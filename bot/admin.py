@@ -132,7 +132,7 @@ def write_invite_qr(issued: list[IssuedInvite], links: Links, folder: Path) -> P
         for item in issued:
             link = links.invite(item.code)
             image = folder / f"{item.person_no}.png"
-            segno.make(link, error="m").save(image, scale=8, border=4)
+            segno.make(link, error="m").save(str(image), scale=8, border=4)
             writer.writerow(
                 [
                     image.name,

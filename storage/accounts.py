@@ -87,9 +87,7 @@ async def load_identity(session: AsyncSession, account: PlatformAccount) -> Iden
         return Identity(account=account)
     ids = [p.id for p in people]
     school = await session.get(School, people[0].school_id)
-    roles = frozenset(
-        await session.scalars(select(PersonRole.role).where(PersonRole.person_id.in_(ids)))
-    )
+    roles = frozenset(await session.scalars(select(PersonRole.role).where(PersonRole.person_id.in_(ids))))
     rows = await session.execute(
         select(Student.id, Student.name, SchoolClass.name, Guardianship.relation)
         .join(Guardianship, Guardianship.student_id == Student.id)
@@ -100,9 +98,7 @@ async def load_identity(session: AsyncSession, account: PlatformAccount) -> Iden
     children = [ChildView(sid, name, cname, rel) for sid, name, cname, rel in rows]
     classes = list(
         await session.scalars(
-            select(SchoolClass.name)
-            .where(SchoolClass.head_teacher_id.in_(ids))
-            .order_by(SchoolClass.name)
+            select(SchoolClass.name).where(SchoolClass.head_teacher_id.in_(ids)).order_by(SchoolClass.name)
         )
     )
     return Identity(account, people, school, roles, children, classes)
@@ -122,3 +118,31 @@ async def accounts_of_person(session: AsyncSession, person_id: int) -> list[Plat
 async def set_locale(session: AsyncSession, account: PlatformAccount, locale: str) -> None:
     account.locale = locale
     await session.flush()
+
+
+class OtherSchool(ValueError):
+    """The account already speaks for people of another school."""
+
+
+async def bind_account(session: AsyncSession, account: PlatformAccount, person: Person) -> AccountBinding:
+    """Bind an account to a person without an invite (the demo's persona picker).
+
+    Keeps the invite rule that one account's bindings are all in one school; binding twice is a no-op.
+    """
+    other = await session.scalar(
+        select(AccountBinding.id).where(
+            AccountBinding.account_id == account.id, AccountBinding.school_id != person.school_id
+        )
+    )
+    if other is not None:
+        raise OtherSchool(f"account {account.id} is bound in another school")
+    binding = await session.scalar(
+        select(AccountBinding).where(
+            AccountBinding.account_id == account.id, AccountBinding.person_id == person.id
+        )
+    )
+    if binding is None:
+        binding = AccountBinding(school_id=person.school_id, account_id=account.id, person_id=person.id)
+        session.add(binding)
+        await session.flush()
+    return binding

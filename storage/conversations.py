@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.models import ConversationState
@@ -28,7 +27,9 @@ async def set_state(
 
 
 async def clear_state(session: AsyncSession, account_id: int) -> bool:
-    result = await session.execute(
-        delete(ConversationState).where(ConversationState.account_id == account_id)
-    )
-    return bool(result.rowcount)
+    state = await session.get(ConversationState, account_id)
+    if state is None:
+        return False
+    await session.delete(state)
+    await session.flush()
+    return True

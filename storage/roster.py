@@ -265,10 +265,10 @@ async def import_roster(session: AsyncSession, school: School, roster: Roster) -
             else:
                 link.relation, link.position = g.relation, position
 
-    for row in roster.people:
-        person = await upsert_person(row.number, row.name, row.phone_tail)
-        await _set_roles(session, person, set(row.roles), keep_parent=True)
-        if row.heads_class:
-            classes[row.heads_class].head_teacher_id = person.id
+    for member in roster.people:
+        person = await upsert_person(member.number, member.name, member.phone_tail)
+        await _set_roles(session, person, set(member.roles), keep_parent=True)
+        if member.heads_class:
+            classes[member.heads_class].head_teacher_id = person.id
     await session.flush()
     return report

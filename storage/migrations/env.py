@@ -9,7 +9,7 @@ from alembic import context
 from storage.models import Base, UTCDateTime
 
 
-def render_item(type_: str, obj: Any, autogen_context: Any) -> str | bool:
+def render_item(type_: str, obj: Any, autogen_context: Any) -> Any:
     """Write our UTC wrapper as the plain column type it stands for."""
     if type_ == "type" and isinstance(obj, UTCDateTime):
         return "sa.DateTime(timezone=True)"
