@@ -29,7 +29,8 @@ def afterschool(tmp_path: Path, *args: str, locale: str = "zh_CN") -> subprocess
 
 
 def test_a_school_sets_up_from_the_command_line(tmp_path: Path):
-    done = afterschool(tmp_path, "import-roster", str(EXAMPLES / "roster.csv"), "--school-name", "阳光实验小学")
+    roster = str(EXAMPLES / "roster.csv")
+    done = afterschool(tmp_path, "import-roster", roster, "--school-name", "阳光实验小学")
     assert done.returncode == 0, done.stderr
     assert "学生新增 40" in done.stdout
 

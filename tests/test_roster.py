@@ -24,7 +24,7 @@ async def count(sessionmaker, model) -> int:
 
 
 async def test_example_roster_loads_a_small_school(sessionmaker):
-    school, report = await admin.import_roster_file(sessionmaker, EXAMPLES / "roster.csv")
+    _, report = await admin.import_roster_file(sessionmaker, EXAMPLES / "roster.csv")
     assert (report.classes_created, report.students_created) == (4, 40)
     assert await count(sessionmaker, Student) == 40
     assert await count(sessionmaker, Guardianship) >= 40

@@ -1,0 +1,494 @@
+"""The Telegram channel: python-telegram-bot updates in, neutral events to the dialog core, replies out.
+
+PTB is used as the HTTP client and the update parser only: no ConversationHandler and no PTB
+persistence, because conversation state lives in our database and every flow is platform-neutral.
+Long polling by default; with WEBHOOK_URL set, Telegram posts updates to our own aiohttp server and
+gets its 200 only after the update's effects are committed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import ipaddress
+import json
+import logging
+import os
+import re
+import warnings
+from collections.abc import AsyncIterator, Callable
+from datetime import timedelta
+from typing import Any
+from urllib.parse import urlsplit
+
+from aiohttp import web
+from telegram import BotCommand, InlineKeyboardButton, InlineKeyboardMarkup, Message, Update
+from telegram.constants import ChatType, ParseMode, UpdateType
+from telegram.error import (
+    BadRequest,
+    ChatMigrated,
+    Forbidden,
+    InvalidToken,
+    NetworkError,
+    RetryAfter,
+    TelegramError,
+)
+from telegram.ext import Application, ContextTypes, TypeHandler
+from telegram.request import HTTPXRequest
+from telegram.warnings import PTBDeprecationWarning
+
+import messages
+from bot.channels import Delivery, Status
+from bot.config import Settings
+from bot.logs import RedactSecrets
+from handlers.dialog import Button, Event, Reply
+from handlers.dispatch import Deps, handle
+from handlers.registry import command_menu
+
+log = logging.getLogger(__name__)
+
+PLATFORM = "telegram"
+MESSAGE_LIMIT = 4096  # Telegram's limit for one message, in UTF-16 code units after HTML parsing
+MAX_WEBHOOK_BODY = 1024 * 1024
+SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
+POLL_TIMEOUT = timedelta(seconds=30)
+# Only what the dialog core understands; edits, channel posts and member updates are not asked for.
+ALLOWED_UPDATES = [UpdateType.MESSAGE.value, UpdateType.CALLBACK_QUERY.value]
+# Telegram's rule for setWebhook's secret_token.
+_SECRET_TOKEN = re.compile(r"[A-Za-z0-9_-]{1,256}")
+# PTB loggers that print URLs containing the bot token (the Bot logs its API URL at DEBUG, httpx
+# logs every request URL at INFO). A filter on the logger itself masks the token whatever the
+# handlers are, so no deployment or test log can leak it.
+_TOKEN_LOGGERS = ("telegram.Bot", "telegram.ext.ExtBot", "httpx")
+# Message attributes checked in order; the first one set names the media kind of the event.
+# (Animations also carry `document` and venues also carry `location`, so they come first.)
+_MEDIA_KINDS = (
+    "sticker",
+    "photo",
+    "voice",
+    "video_note",
+    "video",
+    "animation",
+    "audio",
+    "document",
+    "venue",
+    "location",
+    "contact",
+    "poll",
+    "dice",
+)
+
+
+class TelegramAdapter:
+    """Runs the bot on Telegram and delivers outbox rows to Telegram chats."""
+
+    platform = PLATFORM
+
+    def __init__(self, settings: Settings, deps: Deps, wake: Callable[[], None]) -> None:
+        if settings.telegram_bot_token is None:
+            raise ValueError("TELEGRAM_BOT_TOKEN is not set")
+        token = settings.telegram_bot_token.get_secret_value()
+        self.deps = deps
+        self.wake = wake
+        self.default_locale = settings.default_locale
+        self.webhook_url = settings.webhook_url or ""
+        self.webhook_secret = settings.webhook_secret.get_secret_value() if settings.webhook_secret else ""
+        if self.webhook_url:
+            if not self.webhook_secret:
+                raise ValueError(
+                    "WEBHOOK_URL is set but WEBHOOK_SECRET is empty: without a secret anyone who "
+                    "finds the webhook address could post forged updates. Set WEBHOOK_SECRET, or "
+                    "leave WEBHOOK_URL empty to use long polling."
+                )
+            if not _SECRET_TOKEN.fullmatch(self.webhook_secret):
+                raise ValueError(
+                    "WEBHOOK_SECRET must be 1-256 characters of A-Z, a-z, 0-9, _ and - "
+                    "(Telegram's rule for the webhook secret token)"
+                )
+        self._redact = RedactSecrets([token, self.webhook_secret])
+        for name in _TOKEN_LOGGERS:
+            logging.getLogger(name).addFilter(self._redact)
+        # Opt in to PTB's coming time-period type (timedelta) now: otherwise PTB warns each time a
+        # RetryAfter is built, and we read the value both ways anyway (see `_retry_seconds`).
+        os.environ.setdefault("PTB_TIMEDELTA", "true")
+        base = settings.telegram_api_base_url.rstrip("/")
+        # Our own request objects, so stop() can close their connection pools even when start()
+        # failed before PTB considered the bot initialized.
+        self._requests = (
+            HTTPXRequest(connection_pool_size=64),
+            HTTPXRequest(connection_pool_size=1),
+        )
+        builder = (
+            Application.builder()
+            .token(token)
+            .base_url(f"{base}/bot")
+            .base_file_url(f"{base}/file/bot")
+            .request(self._requests[0])
+            .get_updates_request(self._requests[1])
+            .job_queue(None)
+        )
+        if self.webhook_url:
+            builder = builder.updater(None)
+        self.application = builder.build()
+        self.application.add_handler(TypeHandler(Update, self._on_update))
+        self.application.add_error_handler(self._on_error)
+        self._ready = False
+        self._chat_locks: dict[str, asyncio.Lock] = {}
+        self._chat_lock_users: dict[str, int] = {}
+
+    # -- life cycle -------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Check the token (getMe), publish the command list, then poll or register the webhook."""
+        app = self.application
+        try:
+            await app.initialize()  # calls getMe: a wrong token fails here, loudly
+        except InvalidToken:
+            # PTB's own message quotes the token, and this one ends up in a traceback.
+            raise InvalidToken(
+                "Telegram refused TELEGRAM_BOT_TOKEN at getMe: check the token (and TELEGRAM_API_BASE_URL)"
+            ) from None
+        username = app.bot.username
+        if not self.deps.links.bot_username:
+            self.deps.links.bot_username = username
+        await self._publish_commands()
+        await app.start()
+        self._ready = True
+        if self.webhook_url:
+            await app.bot.set_webhook(
+                self.webhook_url,
+                secret_token=self.webhook_secret,
+                allowed_updates=ALLOWED_UPDATES,
+            )
+            log.info("telegram: @%s receives updates by webhook at %s", username, self.webhook_url)
+            return
+        assert app.updater is not None
+        # start_polling deletes any webhook first (Telegram refuses getUpdates while one is set) and
+        # keeps pending updates: those that arrived while we were down are still answered.
+        await app.updater.start_polling(
+            timeout=POLL_TIMEOUT,
+            allowed_updates=ALLOWED_UPDATES,
+            drop_pending_updates=False,
+            bootstrap_retries=3,
+        )
+        log.info("telegram: @%s receives updates by long polling", username)
+
+    async def stop(self) -> None:
+        """Stop polling and PTB; safe to call twice or after a start() that failed halfway."""
+        self._ready = False
+        app = self.application
+        try:
+            if app.updater is not None and app.updater.running:
+                await app.updater.stop()
+            if app.running:
+                await app.stop()
+            await app.shutdown()
+        except Exception:
+            log.exception("telegram: error while stopping")
+        finally:
+            for request in self._requests:
+                with contextlib.suppress(Exception):
+                    await request.shutdown()
+            for name in _TOKEN_LOGGERS:
+                logging.getLogger(name).removeFilter(self._redact)
+
+    async def _publish_commands(self) -> None:
+        """The "/" menu in each of our languages, plus a default for every other language.
+
+        Cosmetic, so a refusal is logged and the bot runs on without it.
+        """
+        bot = self.application.bot
+        menus: list[tuple[str, str | None]] = [
+            (locale, locale.split("_")[0].lower()) for locale in messages.LOCALES
+        ]
+        menus.append((self.default_locale, None))
+        for locale, language_code in menus:
+            commands = [BotCommand(name, text) for name, text in command_menu(locale)]
+            try:
+                await bot.set_my_commands(commands, language_code=language_code)
+            except TelegramError:
+                log.warning("telegram: setMyCommands for %s failed", locale, exc_info=True)
+
+    # -- incoming ---------------------------------------------------------------------------------
+
+    def add_routes(self, app: web.Application) -> None:
+        """Serve the webhook on the path of WEBHOOK_URL; nothing in polling mode."""
+        if self.webhook_url:
+            app.router.add_post(urlsplit(self.webhook_url).path or "/", self._webhook)
+
+    async def _webhook(self, request: web.Request) -> web.Response:
+        """Telegram's POST: check the secret, bound the body, process, and only then answer 200."""
+        given = request.headers.get(SECRET_HEADER, "")
+        if not given or not hmac.compare_digest(given.encode(), self.webhook_secret.encode()):
+            return web.Response(status=403)
+        if request.content_length is not None and request.content_length > MAX_WEBHOOK_BODY:
+            return web.Response(status=413)
+        body = await _read_at_most(request, MAX_WEBHOOK_BODY)
+        if body is None:
+            return web.Response(status=413)
+        try:
+            data = json.loads(body)
+            if not isinstance(data, dict) or not isinstance(data.get("update_id"), int):
+                raise ValueError("not an Update")
+            update = Update.de_json(data, self.application.bot)
+        except Exception:
+            return web.Response(status=400)
+        if not self._ready:
+            return web.Response(status=503)  # starting or stopping: Telegram will send it again
+        try:
+            await self.application.process_update(update)
+        except Exception:
+            log.exception("telegram: webhook update %s failed", update.update_id)
+            return web.Response(status=500)
+        return web.Response(status=200)
+
+    async def _on_update(self, update: object, _context: ContextTypes.DEFAULT_TYPE) -> None:
+        """The one PTB handler: every update becomes an Event for the dialog core."""
+        if not isinstance(update, Update):
+            return
+        event = await self._event_for(update)
+        if event is None:
+            return
+        async with self._chat_lock(event.chat_id):
+            try:
+                for reply in await handle(event, self.deps):
+                    await self._send(event.chat_id, reply)
+            finally:
+                self.wake()  # the event may have queued messages for other people
+
+    async def _event_for(self, update: Update) -> Event | None:
+        """The neutral event for this update, or None for updates the bot does not answer."""
+        query = update.callback_query
+        if query is not None:
+            # Stop the button's spinner first; a re-delivered query is too old to answer.
+            try:
+                await query.answer()
+            except TelegramError as exc:
+                log.debug("telegram: answerCallbackQuery failed: %s", exc)
+        user, chat = update.effective_user, update.effective_chat
+        if user is None or chat is None:
+            return None
+        if chat.type != ChatType.PRIVATE:
+            # Replies name children and classes; never post them in a group. (Answering in a group
+            # would also move the account's chat_id, and with it the outbox, to the group.)
+            log.debug("telegram: ignoring update %s from a %s chat", update.update_id, chat.type)
+            return None
+        common: dict[str, Any] = {
+            "language": user.language_code,
+            "update_id": update.update_id,
+        }
+        user_id, chat_id = str(user.id), str(chat.id)
+        if query is not None:
+            return Event(PLATFORM, user_id, chat_id, button=query.data or "", **common)
+        message = update.message
+        if message is None:
+            return None
+        if message.text is not None:
+            return Event.from_text(PLATFORM, user_id, chat_id, message.text, **common)
+        return Event(
+            PLATFORM, user_id, chat_id, text=message.caption or "", media=_media_kind(message), **common
+        )
+
+    async def _on_error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """Log with traceback and carry on: one bad update must not stop the bot."""
+        update_id = update.update_id if isinstance(update, Update) else None
+        log.error("telegram: update %s failed", update_id, exc_info=context.error)
+
+    @contextlib.asynccontextmanager
+    async def _chat_lock(self, chat_id: str) -> AsyncIterator[None]:
+        """One update at a time per chat, so a quick second message sees the first one's state."""
+        lock = self._chat_locks.setdefault(chat_id, asyncio.Lock())
+        self._chat_lock_users[chat_id] = self._chat_lock_users.get(chat_id, 0) + 1
+        try:
+            async with lock:
+                yield
+        finally:
+            self._chat_lock_users[chat_id] -= 1
+            if not self._chat_lock_users[chat_id]:
+                del self._chat_lock_users[chat_id], self._chat_locks[chat_id]
+
+    # -- outgoing ---------------------------------------------------------------------------------
+
+    async def deliver(self, chat_id: str, reply: Reply) -> Delivery:
+        """Send one outbox row and say what the sender should do with it."""
+        try:
+            await self._send(chat_id, reply)
+        except Forbidden as exc:  # blocked the bot, or deactivated
+            return Delivery(Status.UNREACHABLE, exc.message)
+        except RetryAfter as exc:
+            return Delivery(Status.RETRY, exc.message, retry_after=_retry_seconds(exc))
+        except BadRequest as exc:  # before NetworkError: BadRequest is a subclass of it
+            return Delivery(Status.FAILED, exc.message)
+        except NetworkError as exc:  # includes TimedOut
+            return Delivery(Status.RETRY, exc.message)
+        except ChatMigrated as exc:
+            return Delivery(Status.FAILED, exc.message)
+        except TelegramError as exc:  # e.g. a revoked token: the message itself is fine
+            return Delivery(Status.RETRY, exc.message)
+        return Delivery(Status.SENT)
+
+    async def _send(self, chat_id: str, reply: Reply) -> list[Message]:
+        """Send a reply, split at Telegram's limit; the buttons go under the last part."""
+        parts = split_message(reply.text)
+        markup = _keyboard(reply.buttons)
+        sent = []
+        for number, part in enumerate(parts, start=1):
+            sent.append(
+                await self.application.bot.send_message(
+                    chat_id=chat_id,
+                    text=part,
+                    parse_mode=ParseMode.HTML,
+                    reply_markup=markup if number == len(parts) else None,
+                )
+            )
+        return sent
+
+
+async def _read_at_most(request: web.Request, limit: int) -> bytes | None:
+    """The body, or None as soon as it grows past `limit` (a chunked body has no length)."""
+    chunks: list[bytes] = []
+    size = 0
+    while chunk := await request.content.read(64 * 1024):
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _media_kind(message: Message) -> str:
+    for kind in _MEDIA_KINDS:
+        if getattr(message, kind, None):
+            return kind
+    return "other"
+
+
+def _keyboard(rows: tuple[tuple[Button, ...], ...]) -> InlineKeyboardMarkup | None:
+    keyboard = [[b for b in (_button(button) for button in row) if b] for row in rows]
+    keyboard = [row for row in keyboard if row]
+    return InlineKeyboardMarkup(keyboard) if keyboard else None
+
+
+def _button(button: Button) -> InlineKeyboardButton | None:
+    if button.url:
+        if not _public_url(button.url):
+            # Telegram refuses the whole message ("Wrong HTTP URL") for a button to localhost or a
+            # private address, as in a local set-up; the link is in the text as well.
+            return None
+        return InlineKeyboardButton(button.label, url=button.url)
+    if button.payload is not None:
+        return InlineKeyboardButton(button.label, callback_data=button.payload)
+    return None
+
+
+def _public_url(url: str) -> bool:
+    parts = urlsplit(url)
+    if parts.scheme == "tg":
+        return True
+    host = (parts.hostname or "").lower()
+    if parts.scheme not in ("http", "https") or not host or host == "localhost":
+        return False
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return "." in host and not host.endswith((".localhost", ".local", ".internal"))
+    return address.is_global
+
+
+def _retry_seconds(exc: RetryAfter) -> float:
+    """RetryAfter.retry_after is an int or a timedelta depending on PTB_TIMEDELTA; accept both."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PTBDeprecationWarning)
+        value = exc.retry_after
+    return value.total_seconds() if isinstance(value, timedelta) else float(value)
+
+
+# -- splitting long messages ----------------------------------------------------------------------
+
+_TAG = re.compile(r"<(/?)([a-zA-Z][a-zA-Z0-9-]*)\b[^<>]*>")
+
+
+def split_message(text: str, limit: int = MESSAGE_LIMIT) -> list[str]:
+    """Cut a Telegram-HTML text into parts of at most `limit` UTF-16 units.
+
+    Cuts at the last paragraph break ("\\n\\n") that fits, else the last line break, else hard (but
+    never inside a tag or an entity). The separator at a cut is dropped. A tag still open at a cut
+    is closed at the end of the part and opened again at the start of the next, so every part is
+    valid HTML on its own.
+    """
+    if _units(text) <= limit:
+        return [text]
+    parts: list[str] = []
+    rest, reopen = text, ""
+    while _units(reopen + rest) > limit:
+        budget = limit - _units(reopen)
+        while True:
+            if budget < limit // 2:  # absurdly deep nesting: cut without keeping the tags
+                reopen, budget = "", limit
+                cut, skip = _cut(rest, budget)
+                head, still_open, close = rest[:cut], [], ""
+                break
+            cut, skip = _cut(rest, budget)
+            head = reopen + rest[:cut]
+            still_open = _open_tags(head)
+            close = "".join(f"</{name}>" for name, _ in reversed(still_open))
+            over = _units(head + close) - limit
+            if over <= 0:
+                break
+            budget -= over
+        parts.append(head + close)
+        rest = rest[cut + skip :]
+        if skip:
+            rest = rest.lstrip("\n")
+        reopen = "".join(tag for _, tag in still_open)
+    parts.append(reopen + rest)
+    visible = [p for p in parts if _TAG.sub("", p).strip()]
+    return visible or parts[:1]
+
+
+def _units(text: str) -> int:
+    """Length as Telegram counts it: UTF-16 code units (an emoji outside the BMP counts 2)."""
+    return len(text) + sum(1 for ch in text if ord(ch) > 0xFFFF)
+
+
+def _fit(text: str, budget: int) -> int:
+    """The largest i with _units(text[:i]) <= budget, but at least 1 (always make progress)."""
+    units = 0
+    for i, ch in enumerate(text):
+        units += 2 if ord(ch) > 0xFFFF else 1
+        if units > budget:
+            return max(i, 1)
+    return len(text)
+
+
+def _cut(text: str, budget: int) -> tuple[int, int]:
+    """Where to cut `text` so the head fits `budget`, and how many separator characters to drop."""
+    end = _fit(text, budget)
+    window = text[:end]
+    for separator in ("\n\n", "\n"):
+        at = window.rfind(separator)
+        if at > 0:
+            return at, len(separator)
+    cut = end
+    if window.rfind("<") > window.rfind(">"):  # inside a tag
+        cut = window.rfind("<")
+    amp = window.rfind("&", 0, cut)
+    if amp != -1 and ";" not in window[amp:cut] and cut - amp <= 12:  # inside an entity
+        cut = amp
+    return (cut if cut > 0 else end), 0
+
+
+def _open_tags(html: str) -> list[tuple[str, str]]:
+    """Tags opened and not yet closed at the end of `html`: (name, the opening tag as written)."""
+    stack: list[tuple[str, str]] = []
+    for match in _TAG.finditer(html):
+        closing, name = match.group(1), match.group(2).lower()
+        if not closing:
+            stack.append((name, match.group(0)))
+            continue
+        for i in range(len(stack) - 1, -1, -1):
+            if stack[i][0] == name:
+                del stack[i]
+                break
+    return stack

@@ -1,0 +1,265 @@
+"""The whole app (`bot.app.serve`) against a fake Telegram Bot API, over real HTTP on 127.0.0.1.
+
+Each test is a story told by what each person sees in their Telegram chat.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import logging
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bot.app import serve
+from bot.config import Settings
+from handlers.registry import command_menu
+from storage.db import create_engine, create_sessionmaker, migrate
+from storage.models import AccountBinding, Outbox, OutboxStatus, ProcessedUpdate
+from tests.fakebotapi import FakeBotApi
+from tests.school import load_example_school, parent_code, person_code
+
+pytestmark = pytest.mark.e2e
+
+TOKEN = "123456789:AAE2eFakeTokenOnlyForTests_xyz-0123"
+SECRET = "webhook-Secret_0123456789"
+SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
+
+TEACHER, PARENT, STRANGER, VISITOR = 2001, 1001, 1002, 3003
+
+
+@pytest.fixture(autouse=True)
+def _only_localhost(monkeypatch: pytest.MonkeyPatch) -> None:
+    """httpx would route through a proxy from the environment; these tests stay on 127.0.0.1."""
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeBotApi]:
+    async with FakeBotApi(token=TOKEN) as api:
+        yield api
+
+
+@pytest.fixture
+async def school(tmp_path: Path) -> AsyncIterator[School]:
+    """The example school in a SQLite file the app will open too."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'e2e.sqlite3'}"
+    engine = create_engine(url)
+    await migrate(engine)
+    sessionmaker = create_sessionmaker(engine)
+    await load_example_school(sessionmaker)
+    yield School(url, sessionmaker)
+    await engine.dispose()
+
+
+@dataclass
+class School:
+    database_url: str
+    sessionmaker: async_sessionmaker[AsyncSession]
+
+    async def count(self, model: Any) -> int:
+        async with self.sessionmaker() as session:
+            return int(await session.scalar(select(func.count()).select_from(model)) or 0)
+
+    async def outbox_statuses(self) -> list[str]:
+        async with self.sessionmaker() as session:
+            return list(await session.scalars(select(Outbox.status).order_by(Outbox.id)))
+
+
+async def eventually(probe: Callable[[], Awaitable[Any]], expected: Any) -> None:
+    """Wait (up to 10 s) until `await probe()` equals `expected`, for effects the fake cannot see."""
+    value = None
+    for _ in range(500):
+        if (value := await probe()) == expected:
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"still {value!r}, expected {expected!r}")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextlib.asynccontextmanager
+async def running_app(
+    school: School, fake: FakeBotApi, tmp_path: Path, **overrides: Any
+) -> AsyncIterator[asyncio.Task[None]]:
+    """`serve()` as in production, until the bot polls (or has set its webhook)."""
+    values: dict[str, Any] = {
+        "database_url": school.database_url,
+        "data_dir": tmp_path,
+        "telegram_bot_token": TOKEN,
+        "telegram_api_base_url": fake.url,
+        "telegram_bot_username": None,
+        "webhook_url": None,
+        "webhook_secret": None,
+        "http_host": "127.0.0.1",
+        "http_port": free_port(),
+        "public_base_url": None,
+        "default_locale": "zh_CN",
+    }
+    values.update(overrides)
+    settings = Settings(_env_file=None, **values)  # type: ignore[call-arg]
+    stop = asyncio.Event()
+    task = asyncio.create_task(serve(settings, stop=stop))
+    ready = "setWebhook" if settings.webhook_url else "getUpdates"
+    waiting = asyncio.ensure_future(fake.wait_for(lambda: fake.calls_of(ready)))
+    await asyncio.wait({task, waiting}, return_when=asyncio.FIRST_COMPLETED)
+    if task.done():
+        waiting.cancel()
+        task.result()  # start-up failed: show why
+        raise AssertionError("serve() returned before the bot was ready")
+    await waiting
+    try:
+        yield task
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 15)
+
+
+async def test_parent_joins_reads_the_terms_and_the_teacher_is_told(school, fake, tmp_path):
+    teacher_code = await person_code(school.sessionmaker, "teacher", "T001")
+    code = await parent_code(school.sessionmaker, "S2026101")
+    async with running_app(school, fake, tmp_path):
+        fake.push_text(TEACHER, f"/start {teacher_code}")
+        assert "绑定成功" in (await fake.wait_for_messages(TEACHER, 1))[0]
+
+        fake.push_text(PARENT, f"/start {code}")
+        greeting = (await fake.wait_for_messages(PARENT, 1))[0]
+        assert "绑定成功" in greeting and "曹若曦" in greeting and "母亲" in greeting
+        assert {b.get("callback_data") for b in fake.sent_to(PARENT)[0].buttons} >= {"m:open", "t:show"}
+
+        # The class teacher hears about it through the outbox sender, not as a direct reply.
+        told = (await fake.wait_for_messages(TEACHER, 2))[1]
+        assert "曹若曦" in told and "董静" in told
+        await eventually(school.outbox_statuses, [OutboxStatus.SENT.value])
+
+        fake.push_text(PARENT, "/terms")
+        terms = (await fake.wait_for_messages(PARENT, 2))[1]
+        assert "每月 200 元" in terms and "每次 12 元" in terms
+
+        # The same terms behind the button under the greeting.
+        fake.push_callback(PARENT, "t:show")
+        assert "每月 200 元" in (await fake.wait_for_messages(PARENT, 3))[2]
+        assert len(fake.calls_of("answerCallbackQuery")) == 1
+
+        fake.push_text(STRANGER, f"/start {code}")
+        assert "已经被使用" in (await fake.wait_for_messages(STRANGER, 1))[0]
+    assert await school.count(AccountBinding) == 2  # the teacher and the parent, not the stranger
+
+
+async def test_forged_buttons_odd_input_and_stickers_are_answered(school, fake, tmp_path):
+    async with running_app(school, fake, tmp_path) as task:
+        fake.push_callback(VISITOR, "zz:999")
+        assert "按钮已失效" in (await fake.wait_for_messages(VISITOR, 1))[-1]
+        fake.push_callback(VISITOR, "t:hack")
+        assert "按钮已失效" in (await fake.wait_for_messages(VISITOR, 2))[-1]
+        fake.push_text(VISITOR, "/nosuchcommand")
+        assert "/nosuchcommand" in (await fake.wait_for_messages(VISITOR, 3))[-1]
+        fake.push_text(VISITOR, "长" * 5000)
+        assert "消息太长" in (await fake.wait_for_messages(VISITOR, 4))[-1]
+        fake.push_sticker(VISITOR)
+        assert "文字消息" in (await fake.wait_for_messages(VISITOR, 5))[-1]
+        fake.push_photo(VISITOR, caption="看看这个")
+        assert "文字消息" in (await fake.wait_for_messages(VISITOR, 6))[-1]
+        fake.push_text(VISITOR, "/help")
+        assert "我能做什么" in (await fake.wait_for_messages(VISITOR, 7))[-1]
+        assert not task.done()
+    assert len(fake.calls_of("answerCallbackQuery")) == 2
+
+
+async def test_english_speaker_gets_english(school, fake, tmp_path):
+    async with running_app(school, fake, tmp_path):
+        fake.push_text(VISITOR, "/help", language_code="en")
+        assert "What I can do" in (await fake.wait_for_messages(VISITOR, 1))[0]
+
+
+async def test_command_list_is_published_per_language(school, fake, tmp_path):
+    async with running_app(school, fake, tmp_path):
+        pass
+    published = {c.params.get("language_code"): c.params["commands"] for c in fake.calls_of("setMyCommands")}
+    assert set(published) == {"zh", "en", None}
+    for language_code, locale in (("zh", "zh_CN"), ("en", "en"), (None, "zh_CN")):
+        expected = [{"command": c, "description": d} for c, d in command_menu(locale)]
+        assert published[language_code] == expected
+    # Polling: any webhook is removed first, and only the updates the bot answers are asked for.
+    assert fake.calls_of("deleteWebhook")
+    assert not fake.calls_of("setWebhook")
+    assert set(fake.calls_of("getUpdates")[0].params["allowed_updates"]) == {"message", "callback_query"}
+
+
+async def test_webhook_checks_the_secret_and_answers_after_the_effects(school, fake, tmp_path):
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/telegram/webhook"
+    code = await parent_code(school.sessionmaker, "S2026102")
+    async with running_app(school, fake, tmp_path, http_port=port, webhook_url=url, webhook_secret=SECRET):
+        (registered,) = fake.calls_of("setWebhook")
+        assert registered.params["url"] == url
+        assert registered.params["secret_token"] == SECRET
+        assert not fake.calls_of("getUpdates")  # webhook mode never polls
+
+        update = fake.push_text(PARENT, f"/start {code}")
+        good = {SECRET_HEADER: SECRET}
+        async with aiohttp.ClientSession() as http:
+
+            async def post(headers: dict[str, str] | None = None, **body: Any) -> int:
+                async with http.post(url, headers=headers, **body) as response:
+                    return response.status
+
+            assert await post(json=update) == 403
+            assert await post({SECRET_HEADER: "wrong-secret"}, json=update) == 403
+            assert await post({SECRET_HEADER: ""}, json=update) == 403
+            assert await post({**good, "Content-Type": "application/json"}, data=b"{not json") == 400
+            assert await post(good, json=[1, 2, 3]) == 400
+            assert await post(good, json={"hello": "world"}) == 400
+            assert await post(good, json={"update_id": 5, "message": {"text": "no chat"}}) == 400
+            assert await post(good, data=io.BytesIO(b"x" * (1024 * 1024 + 1))) == 413
+
+            async def endless() -> AsyncIterator[bytes]:
+                for _ in range(40):  # 1.25 MB, chunked: no Content-Length to trust
+                    yield b"y" * 32768
+
+            assert await post(good, data=endless()) == 413
+            assert fake.messages_to(PARENT) == []
+
+            assert await post(good, json=update) == 200
+            # Answered only after processing: the reply is already at Telegram.
+            (greeting,) = fake.messages_to(PARENT)
+            assert "绑定成功" in greeting and "高佳怡" in greeting
+
+            assert await post(good, json=update) == 200  # Telegram re-delivers after a timeout
+            assert fake.messages_to(PARENT) == [greeting]
+    assert await school.count(AccountBinding) == 1
+    assert await school.count(ProcessedUpdate) == 1
+
+
+async def test_the_token_never_reaches_the_logs(school, fake, tmp_path, caplog):
+    caplog.set_level(logging.DEBUG)
+    code = await parent_code(school.sessionmaker, "S2026103")
+    async with running_app(school, fake, tmp_path):
+        fake.push_text(PARENT, f"/start {code}")
+        await fake.wait_for_messages(PARENT, 1)
+        fake.fail_next("sendMessage", 502, "Bad Gateway")  # an error path logs too
+        fake.push_text(PARENT, "/help")
+        await fake.wait_for(lambda: len(fake.calls_of("sendMessage")) >= 2)
+    secret_part = TOKEN.split(":", 1)[1]
+    text = caplog.text  # formats every record, tracebacks included
+    logged = [(r.getMessage(), r.exc_text or "") for r in caplog.records]
+    # PTB's and httpx's logs were on, and would have shown the token in the request URLs.
+    assert any("/bot***/getUpdates" in message for message, _ in logged)
+    assert any(r.name == "bot.telegram" and r.exc_info for r in caplog.records)  # the 502
+    for message, exc_text in logged:
+        assert secret_part not in message and secret_part not in exc_text
+    assert secret_part not in text
