@@ -26,9 +26,7 @@ class AdminError(Exception):
         super().__init__(f"{key} {params}")
 
 
-async def _school_for_import(
-    session: AsyncSession, code: str | None, name: str | None
-) -> School:
+async def _school_for_import(session: AsyncSession, code: str | None, name: str | None) -> School:
     if code:
         return await schools.get_or_create_school(session, code, name)
     existing = await schools.list_schools(session)
@@ -109,11 +107,7 @@ async def issue_invites(
                 )
             if not request.person:
                 raise AdminError("need_person", role=request.role)
-            return [
-                await invites.create_person_invite(
-                    session, school, request.role, request.person, ttl
-                )
-            ]
+            return [await invites.create_person_invite(session, school, request.role, request.person, ttl)]
     except invites.InviteError as exc:
         raise AdminError(exc.key, **exc.params) from None
 

@@ -12,6 +12,7 @@ from handlers.dialog import Reply
 class Status(enum.Enum):
     SENT = "sent"
     RETRY = "retry"  # transient: try again later
+    OFFLINE = "offline"  # no open connection (web chat closed): wait for them, not a failure
     UNREACHABLE = "unreachable"  # the person blocked the bot or left
     FAILED = "failed"  # permanent for this message (e.g. malformed)
 

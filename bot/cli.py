@@ -65,9 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     settings = Settings()
-    secrets = [
-        s.get_secret_value() for s in (settings.telegram_bot_token, settings.webhook_secret) if s
-    ]
+    secrets = [s.get_secret_value() for s in (settings.telegram_bot_token, settings.webhook_secret) if s]
     setup_logging(settings.log_level, settings.log_format, secrets)
     locale = messages.normalise_locale(settings.default_locale)
     try:
@@ -203,9 +201,7 @@ async def _bot_username(settings: Settings) -> str | None:
         return None
 
 
-async def _invite(
-    args: argparse.Namespace, sessionmaker: object, settings: Settings, locale: str
-) -> int:
+async def _invite(args: argparse.Namespace, sessionmaker: object, settings: Settings, locale: str) -> int:
     request = admin.InviteRequest(
         role=args.role,
         student=args.student,

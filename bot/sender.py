@@ -61,8 +61,10 @@ class Sender:
                     await outbox.mark_failed(session, row.id, result.error or "unreachable")
                 elif result.status is Status.FAILED:
                     await outbox.mark_failed(session, row.id, result.error)
+                elif result.status is Status.OFFLINE:
+                    await outbox.wait_for_recipient(session, row)
                 else:
-                    await outbox.retry_later(session, row, result.error)
+                    await outbox.retry_later(session, row, result.error, result.retry_after)
         return handled
 
     async def run(self) -> None:

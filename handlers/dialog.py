@@ -75,8 +75,7 @@ class Reply:
         return {
             "text": self.text,
             "buttons": [
-                [{"label": b.label, "payload": b.payload, "url": b.url} for b in row]
-                for row in self.buttons
+                [{"label": b.label, "payload": b.payload, "url": b.url} for b in row] for row in self.buttons
             ],
         }
 
@@ -154,9 +153,7 @@ class Context:
         for account in await accounts.accounts_of_person(self.session, person_id):
             text = messages.render(template, account.locale, **context)
             reply = Reply(text, tuple(tuple(row) for row in buttons))
-            await outbox.enqueue(
-                self.session, account.id, reply.to_payload(), lane=lane, school_id=school_id
-            )
+            await outbox.enqueue(self.session, account.id, reply.to_payload(), lane=lane, school_id=school_id)
             count += 1
         return count
 

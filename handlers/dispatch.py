@@ -70,4 +70,3 @@ async def route(ctx: Context) -> list[Reply]:
     if current is not None and current.on_message is not None:
         return await current.on_message(ctx)
     return await fallback.anything(ctx)
-

@@ -7,9 +7,7 @@ from handlers.dialog import Button, Context, Flow, Reply
 
 async def show_menu(ctx: Context) -> list[Reply]:
     """Shows the menu for the roles this account holds now."""
-    buttons = [
-        [Button(ctx.label("button.terms"), "t:show"), Button(ctx.label("button.language"), "l:open")]
-    ]
+    buttons = [[Button(ctx.label("button.terms"), "t:show"), Button(ctx.label("button.language"), "l:open")]]
     return [ctx.reply("help", identity=ctx.identity, buttons=buttons)]
 
 

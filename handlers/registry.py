@@ -23,6 +23,4 @@ BY_NAME: dict[str, Flow] = {f.name: f for f in FLOWS}
 
 def command_menu(locale: str) -> list[tuple[str, str]]:
     """(command, description) pairs for the platform's command list, in this locale."""
-    return [
-        (c, messages.label(f"command.{c}", locale)) for f in FLOWS for c in f.menu_commands
-    ]
+    return [(c, messages.label(f"command.{c}", locale)) for f in FLOWS for c in f.menu_commands]

@@ -74,6 +74,14 @@ async def get_or_create_account(
     return account
 
 
+async def find_account(session: AsyncSession, platform: str, external_id: str) -> PlatformAccount | None:
+    return await session.scalar(
+        select(PlatformAccount).where(
+            PlatformAccount.platform == platform, PlatformAccount.external_id == external_id
+        )
+    )
+
+
 async def load_identity(session: AsyncSession, account: PlatformAccount) -> Identity:
     people = list(
         await session.scalars(

@@ -90,9 +90,7 @@ async def _issue(
 ) -> InviteCode:
     """A fresh code; an unused older code for the same person and child stops working."""
     now = utcnow()
-    same_child = (
-        InviteCode.student_id == student.id if student else InviteCode.student_id.is_(None)
-    )
+    same_child = InviteCode.student_id == student.id if student else InviteCode.student_id.is_(None)
     await session.execute(
         update(InviteCode)
         .where(
@@ -199,9 +197,7 @@ async def redeem(session: AsyncSession, account: PlatformAccount, raw_code: str)
     if await recent_failures(session, account.id, now) >= MAX_FAILURES_PER_HOUR:
         return Redemption(Outcome.RATE_LIMITED)
     code = normalise_code(raw_code)
-    invite = await session.scalar(
-        select(InviteCode).where(InviteCode.code == code).with_for_update()
-    )
+    invite = await session.scalar(select(InviteCode).where(InviteCode.code == code).with_for_update())
 
     async def fail(outcome: Outcome) -> Redemption:
         session.add(InviteFailure(account_id=account.id, at=now))
@@ -270,9 +266,7 @@ async def _describe(session: AsyncSession, invite: InviteCode, outcome: Outcome)
         )
         if outcome is Outcome.BOUND and result.student is not None:
             head = await session.scalar(
-                select(SchoolClass.head_teacher_id).where(
-                    SchoolClass.id == result.student.class_id
-                )
+                select(SchoolClass.head_teacher_id).where(SchoolClass.id == result.student.class_id)
             )
             if head is not None:
                 result.notify_person_ids.append(head)

@@ -180,9 +180,7 @@ class AccountBinding(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     school_id: Mapped[int] = mapped_column(ForeignKey("school.id", ondelete="CASCADE"), index=True)
-    account_id: Mapped[int] = mapped_column(
-        ForeignKey("platform_account.id", ondelete="CASCADE"), index=True
-    )
+    account_id: Mapped[int] = mapped_column(ForeignKey("platform_account.id", ondelete="CASCADE"), index=True)
     person_id: Mapped[int] = mapped_column(ForeignKey("person.id", ondelete="CASCADE"), index=True)
     bound_at: Mapped[datetime] = mapped_column(server_default=_now())
 
@@ -195,9 +193,7 @@ class InviteCode(Base):
     code: Mapped[str] = mapped_column(String(32), unique=True)
     role: Mapped[str] = mapped_column(String(16))
     person_id: Mapped[int] = mapped_column(ForeignKey("person.id", ondelete="CASCADE"), index=True)
-    student_id: Mapped[int | None] = mapped_column(
-        ForeignKey("student.id", ondelete="CASCADE"), index=True
-    )
+    student_id: Mapped[int | None] = mapped_column(ForeignKey("student.id", ondelete="CASCADE"), index=True)
     expires_at: Mapped[datetime] = mapped_column()
     used_at: Mapped[datetime | None] = mapped_column()
     used_by_account_id: Mapped[int | None] = mapped_column(
@@ -212,9 +208,7 @@ class InviteFailure(Base):
     __tablename__ = "invite_failure"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    account_id: Mapped[int] = mapped_column(
-        ForeignKey("platform_account.id", ondelete="CASCADE"), index=True
-    )
+    account_id: Mapped[int] = mapped_column(ForeignKey("platform_account.id", ondelete="CASCADE"), index=True)
     at: Mapped[datetime] = mapped_column()
 
 
@@ -261,13 +255,9 @@ class AuditLog(Base):
     __tablename__ = "audit_log"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    school_id: Mapped[int | None] = mapped_column(
-        ForeignKey("school.id", ondelete="CASCADE"), index=True
-    )
+    school_id: Mapped[int | None] = mapped_column(ForeignKey("school.id", ondelete="CASCADE"), index=True)
     at: Mapped[datetime] = mapped_column(server_default=_now())
-    actor_person_id: Mapped[int | None] = mapped_column(
-        ForeignKey("person.id", ondelete="SET NULL")
-    )
+    actor_person_id: Mapped[int | None] = mapped_column(ForeignKey("person.id", ondelete="SET NULL"))
     actor_account_id: Mapped[int | None] = mapped_column(
         ForeignKey("platform_account.id", ondelete="SET NULL")
     )
@@ -285,12 +275,8 @@ class Outbox(Base):
     __table_args__ = (Index("ix_outbox_due", "status", "lane", "not_before"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    school_id: Mapped[int | None] = mapped_column(
-        ForeignKey("school.id", ondelete="CASCADE"), index=True
-    )
-    account_id: Mapped[int] = mapped_column(
-        ForeignKey("platform_account.id", ondelete="CASCADE"), index=True
-    )
+    school_id: Mapped[int | None] = mapped_column(ForeignKey("school.id", ondelete="CASCADE"), index=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("platform_account.id", ondelete="CASCADE"), index=True)
     lane: Mapped[str] = mapped_column(String(16), default=Lane.INTERACTIVE)
     payload: Mapped[dict[str, Any]] = mapped_column()
     status: Mapped[str] = mapped_column(String(16), default=OutboxStatus.PENDING)
@@ -298,4 +284,6 @@ class Outbox(Base):
     not_before: Mapped[datetime] = mapped_column()
     created_at: Mapped[datetime] = mapped_column(server_default=_now())
     sent_at: Mapped[datetime | None] = mapped_column()
+    # Set whenever delivery was tried; tells a retry or an offline wait from a scheduled message.
+    last_attempt_at: Mapped[datetime | None] = mapped_column()
     error: Mapped[str | None] = mapped_column(Text)

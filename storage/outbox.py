@@ -9,7 +9,7 @@ from sqlalchemy import case, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.clock import utcnow
-from storage.models import Lane, Outbox, OutboxStatus
+from storage.models import Lane, Outbox, OutboxStatus, PlatformAccount
 
 LANE_ORDER = case(
     {Lane.SAFETY.value: 0, Lane.INTERACTIVE.value: 1, Lane.BULK.value: 2},
@@ -72,15 +72,51 @@ async def mark_failed(session: AsyncSession, outbox_id: int, error: str) -> None
     )
 
 
-async def retry_later(session: AsyncSession, row: Outbox, error: str) -> None:
-    """Back off exponentially; give up after MAX_ATTEMPTS."""
+async def retry_later(session: AsyncSession, row: Outbox, error: str, after: float | None = None) -> None:
+    """Back off exponentially (or as the platform asked); give up after MAX_ATTEMPTS."""
+    now = utcnow()
     row.attempts += 1
     row.error = error[:1000]
+    row.last_attempt_at = now
     if row.attempts >= MAX_ATTEMPTS:
         row.status = OutboxStatus.FAILED.value
     else:
-        row.not_before = utcnow() + timedelta(seconds=min(2**row.attempts, 300))
+        delay = after if after is not None else min(2**row.attempts, 300)
+        row.not_before = now + timedelta(seconds=delay)
     await session.flush()
+
+
+async def wait_for_recipient(session: AsyncSession, row: Outbox, seconds: float = 60) -> None:
+    """The recipient has no open connection (a closed web chat): not a failure, no attempt used.
+
+    The row waits; `expedite` makes it due as soon as the recipient is back.
+    """
+    now = utcnow()
+    row.last_attempt_at = now
+    row.not_before = now + timedelta(seconds=seconds)
+    await session.flush()
+
+
+async def expedite(session: AsyncSession, platform: str, chat_id: str) -> None:
+    """Rows of this chat that were tried and are waiting become due now (the recipient came back).
+
+    Rows never tried keep their time: a message scheduled for later stays scheduled.
+    """
+    now = utcnow()
+    await session.execute(
+        update(Outbox)
+        .where(
+            Outbox.account_id.in_(
+                select(PlatformAccount.id).where(
+                    PlatformAccount.platform == platform, PlatformAccount.chat_id == chat_id
+                )
+            ),
+            Outbox.status == OutboxStatus.PENDING.value,
+            Outbox.last_attempt_at.is_not(None),
+            Outbox.not_before > now,
+        )
+        .values(not_before=now)
+    )
 
 
 async def pending_for(session: AsyncSession, account_id: int) -> list[Outbox]:

@@ -155,9 +155,7 @@ def parse_roster(text: str) -> Roster:
                 elif n == 1:
                     problems.append((line, "student_needs_guardian", {}))
             if len(problems) == before:
-                roster.students.append(
-                    StudentRow(line, grade, class_name, number, name, tuple(guardians))
-                )
+                roster.students.append(StudentRow(line, grade, class_name, number, name, tuple(guardians)))
         elif kind == "person":
             roles = frozenset(r.strip().lower() for r in _clean(row.get("roles")).split(";") if r.strip())
             unknown = roles - STAFF_ROLES
@@ -182,8 +180,7 @@ def parse_roster(text: str) -> Roster:
 
 async def _set_roles(session: AsyncSession, person: Person, roles: set[str], keep_parent: bool) -> None:
     existing = {
-        r.role: r
-        for r in await session.scalars(select(PersonRole).where(PersonRole.person_id == person.id))
+        r.role: r for r in await session.scalars(select(PersonRole).where(PersonRole.person_id == person.id))
     }
     for role in roles - existing.keys():
         session.add(PersonRole(school_id=person.school_id, person_id=person.id, role=role))
@@ -200,12 +197,10 @@ async def import_roster(session: AsyncSession, school: School, roster: Roster) -
         for c in await session.scalars(select(SchoolClass).where(SchoolClass.school_id == school.id))
     }
     students = {
-        s.student_no: s
-        for s in await session.scalars(select(Student).where(Student.school_id == school.id))
+        s.student_no: s for s in await session.scalars(select(Student).where(Student.school_id == school.id))
     }
     people = {
-        p.person_no: p
-        for p in await session.scalars(select(Person).where(Person.school_id == school.id))
+        p.person_no: p for p in await session.scalars(select(Person).where(Person.school_id == school.id))
     }
 
     async def upsert_person(number: str, name: str, phone: str | None) -> Person:
@@ -233,9 +228,7 @@ async def import_roster(session: AsyncSession, school: School, roster: Roster) -
         cls.grade = row.grade
         student = students.get(row.number)
         if student is None:
-            student = Student(
-                school_id=school.id, class_id=cls.id, student_no=row.number, name=row.name
-            )
+            student = Student(school_id=school.id, class_id=cls.id, student_no=row.number, name=row.name)
             session.add(student)
             await session.flush()
             students[row.number] = student

@@ -181,9 +181,7 @@ async def current_terms(session: AsyncSession, school_id: int) -> TermsVersion |
 
 async def get_terms(session: AsyncSession, school_id: int, version: int) -> TermsVersion | None:
     return await session.scalar(
-        select(TermsVersion).where(
-            TermsVersion.school_id == school_id, TermsVersion.version == version
-        )
+        select(TermsVersion).where(TermsVersion.school_id == school_id, TermsVersion.version == version)
     )
 
 

@@ -29,21 +29,37 @@ class Chat:
     async def say(self, text: str) -> list[Reply]:
         return await self._send(
             Event.from_text(
-                self.platform, self.user_id, self.user_id, text, language=self.language,
+                self.platform,
+                self.user_id,
+                self.user_id,
+                text,
+                language=self.language,
                 update_id=next(_update_ids),
             )
         )
 
     async def press(self, payload: str) -> list[Reply]:
         return await self._send(
-            Event(self.platform, self.user_id, self.user_id, button=payload, language=self.language,
-                  update_id=next(_update_ids))
+            Event(
+                self.platform,
+                self.user_id,
+                self.user_id,
+                button=payload,
+                language=self.language,
+                update_id=next(_update_ids),
+            )
         )
 
     async def send_media(self, kind: str) -> list[Reply]:
         return await self._send(
-            Event(self.platform, self.user_id, self.user_id, media=kind, language=self.language,
-                  update_id=next(_update_ids))
+            Event(
+                self.platform,
+                self.user_id,
+                self.user_id,
+                media=kind,
+                language=self.language,
+                update_id=next(_update_ids),
+            )
         )
 
 

@@ -19,16 +19,10 @@ async def load_example_school(sessionmaker: async_sessionmaker[AsyncSession]) ->
 
 
 async def parent_code(sessionmaker: async_sessionmaker[AsyncSession], student_no: str) -> str:
-    issued = await admin.issue_invites(
-        sessionmaker, admin.InviteRequest(role="parent", student=student_no)
-    )
+    issued = await admin.issue_invites(sessionmaker, admin.InviteRequest(role="parent", student=student_no))
     return issued[0].code
 
 
-async def person_code(
-    sessionmaker: async_sessionmaker[AsyncSession], role: str, person_no: str
-) -> str:
-    issued = await admin.issue_invites(
-        sessionmaker, admin.InviteRequest(role=role, person=person_no)
-    )
+async def person_code(sessionmaker: async_sessionmaker[AsyncSession], role: str, person_no: str) -> str:
+    issued = await admin.issue_invites(sessionmaker, admin.InviteRequest(role=role, person=person_no))
     return issued[0].code

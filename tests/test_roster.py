@@ -81,8 +81,6 @@ async def test_roles_follow_the_file(sessionmaker):
     await admin.import_roster_file(sessionmaker, EXAMPLES / "roster.csv")
     async with sessionmaker() as session:
         roles = set(
-            await session.scalars(
-                select(PersonRole.role).join(Person).where(Person.person_no == "A002")
-            )
+            await session.scalars(select(PersonRole.role).join(Person).where(Person.person_no == "A002"))
         )
     assert roles == {"admin", "teacher"}

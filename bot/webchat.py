@@ -1,0 +1,339 @@
+"""The web chat: the dialog core in a browser, over one WebSocket per open tab.
+
+A browser's identity is an unguessable token in an HttpOnly cookie; it is the Event's user and chat
+id on platform "web", so binding (an invite code, or a demo persona) works exactly as on Telegram.
+Messages to other people go through the outbox: `deliver()` pushes to every open tab of that chat
+and asks for a retry when none is open, and a tab that connects wakes the sender.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import hashlib
+import json
+import logging
+import re
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from aiohttp import WSCloseCode, WSMsgType, web
+
+import messages
+from bot.channels import Delivery, Status
+from bot.demo import GROUPS, list_personas
+from bot.web import page_locale
+from handlers.dialog import Event, Reply
+from handlers.dispatch import Deps, handle
+from storage import accounts, audit, outbox
+from storage.models import Person
+
+log = logging.getLogger(__name__)
+
+PLATFORM = "web"
+COOKIE = "afterschool_chat"
+COOKIE_MAX_AGE = 400 * 24 * 3600  # the longest browsers keep a cookie; losing it means a new invite
+TOKEN_RE = re.compile(r"[A-Za-z0-9_-]{32,64}")
+START_CODE_RE = re.compile(r"[A-Za-z0-9-]{1,64}")
+MAX_FRAME_BYTES = 16 * 1024  # larger frames get an error frame and the socket stays open
+HARD_FRAME_BYTES = 4 * MAX_FRAME_BYTES  # larger still: aiohttp closes with 1009 before we read it
+MAX_PAYLOAD_CHARS = 256  # ours are at most 64 bytes; longer ones are not worth dispatching
+HEARTBEAT_SECONDS = 30.0
+STATIC = Path(messages.__file__).parent / "static"
+# The page runs only our own script; inline styles come from web/base.html.
+PAGE_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+        "connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'self'; "
+        "frame-ancestors 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    # ?start=CODE is an invite: never hand it to the sites the chat links to.
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+}
+# Strings the script shows by itself (everything else comes from the server already localized).
+SCRIPT_LABELS = {
+    "connecting": "web.chat_connecting",
+    "disconnected": "web.chat_disconnected",
+    "too_large": "web.chat_error_too_large",
+    "persona_error": "web.chat_error_persona",
+    "anonymous": "web.chat_anonymous",
+    "visitor": "web.persona_group_visitor",
+}
+
+_dumps = functools.partial(json.dumps, ensure_ascii=False)
+
+
+class FrameError(ValueError):
+    """A client frame we will not dispatch; `code` names the error frame sent back."""
+
+    def __init__(self, code: str) -> None:
+        super().__init__(code)
+        self.code = code
+
+
+def parse_frame(data: str) -> tuple[str, str]:
+    """("text", text) or ("button", payload) from a client frame, or FrameError."""
+    if len(data.encode("utf-8", "surrogatepass")) > MAX_FRAME_BYTES:
+        raise FrameError("too_large")
+    try:
+        frame = json.loads(data)
+    except ValueError:
+        raise FrameError("malformed") from None
+    if not isinstance(frame, dict):
+        raise FrameError("malformed")
+    kind = frame.get("type")
+    if kind == "text":
+        text = frame.get("text")
+        if isinstance(text, str) and text.strip():
+            return "text", text.strip()
+    elif kind == "button":
+        payload = frame.get("payload")
+        if isinstance(payload, str) and 0 < len(payload) <= MAX_PAYLOAD_CHARS:
+            return "button", payload
+    raise FrameError("malformed")
+
+
+def new_chat_id() -> str:
+    return secrets.token_urlsafe(32)
+
+
+@dataclass(eq=False)
+class _Socket:
+    """One open tab; the lock keeps a delivery and a reply from interleaving their frames."""
+
+    ws: web.WebSocketResponse
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+class WebChat:
+    """The "web" channel: chat page, WebSocket, outbox delivery and (in demo mode) personas."""
+
+    platform = PLATFORM
+
+    def __init__(self, deps: Deps, wake: Callable[[], None], demo: bool) -> None:
+        self.deps = deps
+        self.wake = wake
+        self.demo = demo
+        self._sockets: dict[str, set[_Socket]] = {}
+        script = (STATIC / "chat.js").read_bytes()
+        self._script_url = f"/chat/static/chat.js?v={hashlib.sha256(script).hexdigest()[:12]}"
+
+    def add_routes(self, app: web.Application) -> None:
+        app.router.add_get("/chat", self.page)
+        app.router.add_get("/chat/ws", self.socket)
+        app.router.add_static("/chat/static/", STATIC)
+        if self.demo:
+            app.router.add_get("/chat/personas", self.personas)
+            app.router.add_post("/chat/persona", self.choose_persona)
+        app.on_shutdown.append(self._close_all)
+
+    # --- the outbox channel ---
+
+    async def deliver(self, chat_id: str, reply: Reply) -> Delivery:
+        """Push to every open tab of the chat; with none open the row waits in the outbox."""
+        frame = {"type": "reply", **reply.to_payload()}
+        sent = False
+        for sock in list(self._sockets.get(chat_id, ())):
+            sent = await self._send(sock, frame) or sent
+        return Delivery(Status.SENT) if sent else Delivery(Status.OFFLINE, "no open web chat")
+
+    # --- HTTP ---
+
+    async def page(self, request: web.Request) -> web.Response:
+        locale = page_locale(request)
+        chat_id = self._chat_id(request)
+        fresh = chat_id is None
+        current = None
+        if self.demo and chat_id is not None:
+            current = await self._bound_name(chat_id)
+        start = request.query.get("start", "").strip()
+        config = {
+            "locale": locale,
+            "demo": self.demo,
+            "start": start if START_CODE_RE.fullmatch(start) else None,
+            # A new visitor is greeted as Telegram greets: by sending /start for them.
+            "greet": fresh and not self.demo,
+            "current": current,
+            "labels": {key: messages.label(name, locale) for key, name in SCRIPT_LABELS.items()},
+        }
+        html = messages.render_page(
+            "chat", locale, demo=self.demo, config=config, script_url=self._script_url
+        )
+        response = web.Response(text=html, content_type="text/html", headers=PAGE_HEADERS)
+        if chat_id is None:
+            self._set_cookie(response, request, new_chat_id())
+        return response
+
+    async def personas(self, request: web.Request) -> web.Response:
+        """Demo only: who the visitor may pretend to be, grouped, in the page's language."""
+        locale = page_locale(request)
+        async with self.deps.sessionmaker() as session:
+            found = await list_personas(session, locale)
+        groups = [
+            {
+                "group": group,
+                "title": messages.label(f"web.persona_group_{group}", locale),
+                "people": [{"id": p.person_id, "label": p.label} for p in found if p.group == group],
+            }
+            for group in GROUPS
+        ]
+        return web.json_response({"groups": [g for g in groups if g["people"]]}, dumps=_dumps)
+
+    async def choose_persona(self, request: web.Request) -> web.Response:
+        """Demo only: a fresh chat identity bound straight to a person (or to nobody: a visitor).
+
+        Requiring a JSON body makes a cross-site form unable to switch someone's identity.
+        """
+        if request.content_type != "application/json":
+            return web.json_response({"error": "expected application/json"}, status=415)
+        try:
+            body = await request.json()
+        except ValueError:
+            return web.json_response({"error": "malformed JSON"}, status=400)
+        person_id = body.get("person_id", "missing") if isinstance(body, dict) else "missing"
+        if person_id is not None and (not isinstance(person_id, int) or isinstance(person_id, bool)):
+            return web.json_response({"error": "person_id must be an integer or null"}, status=400)
+        chat_id = new_chat_id()
+        name = None
+        async with self.deps.sessionmaker.begin() as session:
+            person = await session.get(Person, person_id) if person_id is not None else None
+            if person_id is not None and person is None:
+                return web.json_response({"error": "no such person"}, status=404)
+            account = await accounts.get_or_create_account(
+                session, PLATFORM, chat_id, chat_id, page_locale(request)
+            )
+            if person is not None:
+                await accounts.bind_account(session, account, person)
+                await audit.record(
+                    session,
+                    "demo.bound",
+                    school_id=person.school_id,
+                    actor_account_id=account.id,
+                    actor_person_id=person.id,
+                    target_type="person",
+                    target_id=person.id,
+                )
+                name = person.name
+        response = web.json_response({"ok": True, "name": name}, dumps=_dumps)
+        self._set_cookie(response, request, chat_id)
+        return response
+
+    # --- WebSocket ---
+
+    async def socket(self, request: web.Request) -> web.WebSocketResponse:
+        if not self._same_origin(request):
+            raise web.HTTPForbidden(text="cross-origin WebSocket refused")
+        locale = page_locale(request)
+        ws = web.WebSocketResponse(max_msg_size=HARD_FRAME_BYTES, heartbeat=HEARTBEAT_SECONDS)
+        chat_id = self._chat_id(request)
+        if chat_id is None:  # e.g. cookies were cleared while the page stayed open
+            chat_id = new_chat_id()
+            self._set_cookie(ws, request, chat_id)
+        await ws.prepare(request)
+        sock = _Socket(ws)
+        self._sockets.setdefault(chat_id, set()).add(sock)
+        try:
+            await self._expedite(chat_id)
+            self.wake()
+            async for msg in ws:
+                if msg.type is WSMsgType.TEXT:
+                    await self._receive(sock, chat_id, msg.data, locale)
+                elif msg.type is WSMsgType.BINARY:
+                    await self._send_error(sock, "malformed", locale)
+                elif msg.type is WSMsgType.ERROR:
+                    log.info("web chat socket closed on error: %s", ws.exception())
+                    break
+        finally:
+            tabs = self._sockets.get(chat_id)
+            if tabs is not None:
+                tabs.discard(sock)
+                if not tabs:
+                    del self._sockets[chat_id]
+        return ws
+
+    async def _receive(self, sock: _Socket, chat_id: str, data: str, locale: str) -> None:
+        try:
+            kind, value = parse_frame(data)
+        except FrameError as exc:
+            await self._send_error(sock, exc.code, locale)
+            return
+        if kind == "text":
+            event = Event.from_text(PLATFORM, chat_id, chat_id, value, language=locale)
+        else:
+            event = Event(PLATFORM, chat_id, chat_id, button=value, language=locale)
+        replies = await handle(event, self.deps)
+        self.wake()  # the event may have queued messages to other people
+        for reply in replies:
+            await self._send(sock, {"type": "reply", **reply.to_payload()})
+
+    async def _send_error(self, sock: _Socket, code: str, locale: str) -> None:
+        text = messages.label(f"web.chat_error_{code}", locale)
+        await self._send(sock, {"type": "error", "code": code, "text": text})
+
+    @staticmethod
+    async def _send(sock: _Socket, frame: dict[str, Any]) -> bool:
+        if sock.ws.closed:
+            return False
+        try:
+            async with sock.lock:
+                await sock.ws.send_json(frame, dumps=_dumps)
+        except (ConnectionError, RuntimeError):  # the tab went away mid-send
+            return False
+        return True
+
+    async def _close_all(self, _app: web.Application) -> None:
+        """Close open tabs on shutdown, or the server would wait for them to leave."""
+        for tabs in list(self._sockets.values()):
+            for sock in list(tabs):
+                await sock.ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutdown")
+
+    # --- helpers ---
+
+    def _same_origin(self, request: web.Request) -> bool:
+        """Refuse pages of other sites (cross-site WebSocket hijacking); non-browsers send no Origin."""
+        origin = request.headers.get("Origin")
+        if origin is None:
+            return True
+        netloc = urlsplit(origin).netloc
+        return netloc in {request.host, urlsplit(self.deps.links.web_base).netloc}
+
+    @staticmethod
+    def _chat_id(request: web.Request) -> str | None:
+        value = request.cookies.get(COOKIE)
+        return value if value and TOKEN_RE.fullmatch(value) else None
+
+    @staticmethod
+    def _set_cookie(response: web.StreamResponse, request: web.Request, chat_id: str) -> None:
+        secure = request.secure or request.headers.get("X-Forwarded-Proto") == "https"
+        response.set_cookie(
+            COOKIE,
+            chat_id,
+            max_age=COOKIE_MAX_AGE,
+            path="/chat",
+            httponly=True,
+            samesite="Lax",
+            secure=secure,
+        )
+
+    async def _bound_name(self, chat_id: str) -> str | None:
+        """The name this browser speaks as, if it is bound (shown by the demo's identity bar)."""
+        async with self.deps.sessionmaker() as session:
+            account = await accounts.find_account(session, PLATFORM, chat_id)
+            if account is None:
+                return None
+            identity = await accounts.load_identity(session, account)
+        return identity.person.name if identity.person else None
+
+    async def _expedite(self, chat_id: str) -> None:
+        """Messages that waited while no tab was open are due now that one is."""
+        try:
+            async with self.deps.sessionmaker.begin() as session:
+                await outbox.expedite(session, PLATFORM, chat_id)
+        except Exception:  # the chat still works; the sender will get there on its own
+            log.exception("could not make pending web messages due")
