@@ -95,8 +95,6 @@ async def serve(settings: Settings, *, demo: bool = False, stop: asyncio.Event |
             await telegram.start()
         runtime.sender.start()
         log.info("serving on http://%s:%s", settings.http_host, settings.http_port)
-        if demo:
-            log.info("demo: open http://%s:%s/chat", settings.http_host, settings.http_port)
         await stop.wait()
     finally:
         log.info("shutting down")

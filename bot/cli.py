@@ -22,6 +22,7 @@ from handlers.dialog import Links
 from storage.db import create_engine, create_sessionmaker, migrate
 from storage.models import Role
 from storage.roster import RosterError
+from storage.terms import effective_date
 
 log = logging.getLogger(__name__)
 
@@ -177,7 +178,7 @@ async def _publish_terms(
             locale,
             school=school.name,
             version=version.version,
-            effective=version.effective_from.date().isoformat(),
+            effective=effective_date(version, school).isoformat(),
             url=url,
         )
     )

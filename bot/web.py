@@ -71,6 +71,7 @@ async def terms_page(request: web.Request) -> web.Response:
         version=version,
         versions=versions,
         current_version=current.version if current else None,
+        effective=terms.effective_date(version, school).isoformat() if version and school else "",
         requested=version_text,
         query_school=request.query.get("school"),
     )

@@ -23,7 +23,7 @@ async def show_terms(ctx: Context) -> list[Reply]:
             "terms",
             school=school.name,
             version=version.version,
-            effective=version.effective_from.date().isoformat(),
+            effective=terms.effective_date(version, school).isoformat(),
             t=version.content,
             url=url,
             buttons=[[Button(ctx.label("button.open_web"), url=url)]],

@@ -159,6 +159,11 @@ async def publish_terms(
     return version, True
 
 
+def effective_date(version: TermsVersion, school: School) -> date:
+    """The day the version takes effect, in the school's time zone (stored as a UTC instant)."""
+    return version.effective_from.astimezone(ZoneInfo(school.timezone)).date()
+
+
 async def latest_terms(session: AsyncSession, school_id: int) -> TermsVersion | None:
     return await session.scalar(
         select(TermsVersion)

@@ -117,6 +117,7 @@ async def test_terms_page_on_a_phone(chromium: Browser, tmp_path: Path) -> None:
         assert response is not None and response.status == 200
         await expect(page.locator("#terms-title")).to_have_text("阳光实验小学课后服务实施方案")
         await expect(page.locator("#fee-month")).to_contain_text("200")
+        await expect(page.locator("main")).to_contain_text("2026-09-01")  # in the school's time zone
         assert await no_horizontal_scroll(page)
         await page.screenshot(path=str(tmp_path / "terms.png"), full_page=True)
 

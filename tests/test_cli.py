@@ -37,6 +37,7 @@ def test_a_school_sets_up_from_the_command_line(tmp_path: Path):
     done = afterschool(tmp_path, "publish-terms", str(EXAMPLES / "terms.yaml"))
     assert done.returncode == 0, done.stderr
     assert "第 1 版" in done.stdout and "/terms/1" in done.stdout
+    assert "2026-09-01 起生效" in done.stdout  # the school's date, not the UTC instant
 
     done = afterschool(tmp_path, "invite", "--role", "parent", "--class", "一年级(1)班", "--qr", "slips")
     assert done.returncode == 0, done.stderr

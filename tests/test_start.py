@@ -21,7 +21,7 @@ async def test_parent_joins_with_invite_and_reads_the_terms(deps, sessionmaker):
         parent,
         [
             (f"/start {code}", ["曹若曦", "母亲", "绑定成功"]),
-            ("/terms", ["每月 200 元", "每次 12 元", "建档立卡"]),
+            ("/terms", ["每月 200 元", "每次 12 元", "建档立卡", "2026-09-01 起生效"]),
         ],
     )
 
