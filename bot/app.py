@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from bot import web as web_pages
 from bot.channels import Channel
 from bot.config import Settings
+from bot.leader import Duty, Leadership
 from bot.sender import Sender
 from handlers.dialog import Links
 from handlers.dispatch import Deps
@@ -35,6 +36,8 @@ class Runtime:
     deps: Deps
     sender: Sender
     channels: dict[str, Channel] = field(default_factory=dict)
+    # Work only the elected leader does, started and stopped in this order (sender first).
+    leader_duties: list[Duty] = field(default_factory=list)
 
 
 async def open_runtime(settings: Settings, *, run_migrations: bool = True) -> Runtime:
@@ -49,11 +52,10 @@ async def open_runtime(settings: Settings, *, run_migrations: bool = True) -> Ru
     )
     channels: dict[str, Channel] = {}
     sender = Sender(sessionmaker, channels)
-    return Runtime(settings, engine, sessionmaker, deps, sender, channels)
+    return Runtime(settings, engine, sessionmaker, deps, sender, channels, [sender])
 
 
 async def close_runtime(runtime: Runtime) -> None:
-    await runtime.sender.stop()
     await runtime.engine.dispose()
 
 
@@ -81,6 +83,7 @@ async def serve(settings: Settings, *, demo: bool = False, stop: asyncio.Event |
         telegram.add_routes(app)
         runtime.channels[telegram.platform] = telegram
 
+    leadership = Leadership(runtime.engine, runtime.leader_duties)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, settings.http_host, settings.http_port)
@@ -93,11 +96,12 @@ async def serve(settings: Settings, *, demo: bool = False, stop: asyncio.Event |
         await site.start()
         if telegram is not None:
             await telegram.start()
-        runtime.sender.start()
+        await leadership.start()
         log.info("serving on http://%s:%s", settings.http_host, settings.http_port)
         await stop.wait()
     finally:
         log.info("shutting down")
+        await leadership.stop()
         if telegram is not None:
             await telegram.stop()
         await runner.cleanup()

@@ -33,6 +33,7 @@ class Sender:
         self.interval = interval
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
 
     def wake(self) -> None:
         """Something was queued: look now instead of at the next tick."""
@@ -68,7 +69,7 @@ class Sender:
         return handled
 
     async def run(self) -> None:
-        while True:
+        while not self._stopping:
             try:
                 await self.drain_once()
             except Exception:
@@ -77,11 +78,24 @@ class Sender:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.interval)
 
-    def start(self) -> None:
+    async def start(self) -> None:
+        self._stopping = False
         self._task = asyncio.create_task(self.run(), name="outbox-sender")
 
-    async def stop(self) -> None:
-        if self._task:
+    async def stop(self, grace: float = 10.0) -> None:
+        """Finish the message in hand, then stop; cancel only if that takes longer than `grace`.
+
+        Cancelling in the middle of a database call can leave a driver thread waiting (aiosqlite),
+        and a half-sent row is the one window where a message could go out twice.
+        """
+        self._stopping = True
+        self._wake.set()
+        if self._task is None:
+            return
+        try:
+            await asyncio.wait_for(asyncio.shield(self._task), grace)
+        except TimeoutError:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        self._task = None
