@@ -1,8 +1,11 @@
-"""Administrator operations behind the command line (and the demo): roster, terms, invites."""
+"""Administrator operations behind the command line (and the demo): roster, terms, invites, notices."""
 
 from __future__ import annotations
 
 import csv
+import re
+import secrets
+import shutil
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -11,9 +14,11 @@ import yaml
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from handlers.dialog import Links
-from storage import invites, roster, schools, terms
+from handlers.notices import TEXTS
+from storage import invites, notices, roster, schools, terms
+from storage.clock import utcnow
 from storage.invites import IssuedInvite
-from storage.models import Role, School, TermsVersion
+from storage.models import Notice, Role, School, TermsVersion
 
 DEFAULT_SCHOOL_CODE = "main"
 
@@ -142,3 +147,119 @@ def write_invite_qr(issued: list[IssuedInvite], links: Links, folder: Path) -> P
                 ]
             )
     return index
+
+
+# -- notices -------------------------------------------------------------------------------------
+
+MAX_ATTACHMENT_BYTES = 50 * 1024 * 1024  # what a bot may upload to Telegram
+_UNSAFE_NAME = re.compile(r"[^\w.\-() \u3000-\u9fff]")
+
+
+@dataclass(frozen=True)
+class NoticeRequest:
+    path: Path
+    to: str
+    title: str | None = None
+    at: str | None = None
+    cron: str | None = None
+    ack_by: str | None = None
+    ack_within: int | None = None
+    urgent: bool = False
+    attach: Path | None = None
+
+
+def split_title(text: str) -> tuple[str | None, str]:
+    """`# Title` on the first line is the title; the rest is the body."""
+    lines = text.strip().splitlines()
+    if lines and lines[0].startswith("# "):
+        return lines[0][2:].strip(), "\n".join(lines[1:]).strip()
+    return None, text.strip()
+
+
+def store_attachment(data_dir: Path, source: Path) -> tuple[str, str]:
+    """Copy a file to DATA_DIR/attachments/<random>/<name>; returns (name, path relative to DATA_DIR).
+
+    The random folder makes the path unguessable; the web chat still checks who may download it.
+    """
+    if not source.is_file():
+        raise AdminError("no_file", path=source)
+    if source.stat().st_size > MAX_ATTACHMENT_BYTES:
+        raise notices.NoticeError("attachment_too_big", path=source, max=MAX_ATTACHMENT_BYTES // 2**20)
+    name = _UNSAFE_NAME.sub("_", source.name).strip(" .")[-120:] or "attachment"
+    relative = Path("attachments") / secrets.token_hex(16) / name
+    target = data_dir / relative
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(source, target)
+    return name, relative.as_posix()
+
+
+async def send_notice_file(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    data_dir: Path,
+    request: NoticeRequest,
+    school_code: str | None = None,
+) -> tuple[School, notices.Issued]:
+    """A notice from a Markdown-ish file: sent now, at a time, or on a crontab schedule."""
+    title, body = split_title(read_text(request.path))
+    title = request.title or title
+    if not title:
+        raise notices.NoticeError("no_title", path=request.path)
+    async with sessionmaker.begin() as session:
+        school = await _school(session, school_code)
+        draft = notices.Draft(
+            title=title,
+            body=body,
+            audience=notices.Audience.parse(request.to),
+            urgent=request.urgent,
+            send_at=notices.parse_local(request.at, school) if request.at else None,
+            cron=" ".join(request.cron.split()) if request.cron else None,
+            ack_deadline=notices.parse_local(request.ack_by, school) if request.ack_by else None,
+            ack_within_hours=request.ack_within,
+        )
+        now = utcnow()
+        await notices.check_draft(session, school, draft, now)  # before copying any attachment
+        if request.attach is not None:
+            draft.attachment_name, draft.attachment_path = store_attachment(data_dir, request.attach)
+        issued = await notices.create_notice(session, school, draft, now, TEXTS)
+    return school, issued
+
+
+async def notice_report(sessionmaker: async_sessionmaker[AsyncSession], notice_id: int) -> notices.Report:
+    async with sessionmaker() as session:
+        return await notices.report(session, notice_id)
+
+
+async def list_notices(
+    sessionmaker: async_sessionmaker[AsyncSession], school_code: str | None = None, limit: int = 30
+) -> tuple[School, list[Notice]]:
+    async with sessionmaker() as session:
+        school = await _school(session, school_code)
+        return school, await notices.recent_for_school(session, school.id, limit)
+
+
+async def cancel_notice(sessionmaker: async_sessionmaker[AsyncSession], notice_id: int) -> Notice:
+    async with sessionmaker.begin() as session:
+        return await notices.cancel(session, notice_id)
+
+
+def write_report_csv(report: notices.Report, path: Path) -> int:
+    """One row per recipient account, and one per person of the audience who has not joined."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="", encoding="utf-8-sig") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["notice", "name", "children", "roles", "status", "acknowledged_at", "reminders"])
+        for row in report.rows:
+            writer.writerow(
+                [
+                    report.notice.id,
+                    " / ".join(row.names),
+                    "; ".join(f"{c.student} ({c.class_name}, {c.relation})" for c in row.children),
+                    ";".join(row.roles),
+                    row.status,
+                    notices.local(row.acked_at, report.school).isoformat(timespec="minutes")
+                    if row.acked_at
+                    else "",
+                    row.reminders,
+                ]
+            )
+    return len(report.rows)

@@ -19,6 +19,8 @@ from bot import web as web_pages
 from bot.channels import Channel
 from bot.config import Settings
 from bot.leader import Duty, Leadership
+from bot.ratelimit import Limits
+from bot.scheduler import Scheduler
 from bot.sender import Sender
 from handlers.dialog import Links
 from handlers.dispatch import Deps
@@ -51,8 +53,17 @@ async def open_runtime(settings: Settings, *, run_migrations: bool = True) -> Ru
         default_locale=settings.default_locale,
     )
     channels: dict[str, Channel] = {}
-    sender = Sender(sessionmaker, channels)
-    return Runtime(settings, engine, sessionmaker, deps, sender, channels, [sender])
+    sender = Sender(
+        sessionmaker,
+        channels,
+        limits={"telegram": Limits.telegram(settings)},
+        concurrency=settings.send_concurrency,
+        poll_interval=settings.send_poll_seconds,
+        lease=settings.send_lease_seconds,
+        retry_base=settings.send_retry_base_seconds,
+    )
+    scheduler = Scheduler.from_settings(settings, sessionmaker, wake=sender.wake)
+    return Runtime(settings, engine, sessionmaker, deps, sender, channels, [sender, scheduler])
 
 
 async def close_runtime(runtime: Runtime) -> None:
@@ -74,7 +85,7 @@ async def serve(settings: Settings, *, demo: bool = False, stop: asyncio.Event |
 
     runtime = await open_runtime(settings)
     app = build_web_app(runtime)
-    webchat = WebChat(runtime.deps, wake=runtime.sender.wake, demo=demo)
+    webchat = WebChat(runtime.deps, wake=runtime.sender.wake, demo=demo, data_dir=settings.data_dir)
     webchat.add_routes(app)
     runtime.channels[webchat.platform] = webchat
     telegram: TelegramAdapter | None = None
@@ -83,7 +94,9 @@ async def serve(settings: Settings, *, demo: bool = False, stop: asyncio.Event |
         telegram.add_routes(app)
         runtime.channels[telegram.platform] = telegram
 
-    leadership = Leadership(runtime.engine, runtime.leader_duties)
+    leadership = Leadership(
+        runtime.engine, runtime.leader_duties, check_interval=settings.leader_check_seconds
+    )
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, settings.http_host, settings.http_port)
@@ -105,4 +118,40 @@ async def serve(settings: Settings, *, demo: bool = False, stop: asyncio.Event |
         if telegram is not None:
             await telegram.stop()
         await runner.cleanup()
+        await close_runtime(runtime)
+
+
+async def send_only(settings: Settings, *, stop: asyncio.Event | None = None) -> None:
+    """`afterschool sender`: only the leader duties (the outbox sender), no web server, no updates.
+
+    For a dedicated sender process beside inbound workers, and for the crash tests. Telegram is
+    used to deliver only (getMe checks the token; no polling, no webhook).
+    """
+    from bot.telegram import TelegramAdapter
+
+    runtime = await open_runtime(settings)
+    telegram: TelegramAdapter | None = None
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    leadership = Leadership(
+        runtime.engine, runtime.leader_duties, check_interval=settings.leader_check_seconds
+    )
+    try:
+        if settings.telegram_bot_token is not None:
+            telegram = TelegramAdapter(settings, runtime.deps, wake=runtime.sender.wake)
+            await telegram.application.initialize()
+            runtime.channels[telegram.platform] = telegram
+        else:
+            log.warning("TELEGRAM_BOT_TOKEN is not set: nothing to send through")
+        await leadership.start()
+        log.info("outbox sender process ready")
+        await stop.wait()
+    finally:
+        log.info("shutting down")
+        await leadership.stop()
+        if telegram is not None:
+            await telegram.stop()
         await close_runtime(runtime)

@@ -13,14 +13,20 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from pydantic import ValidationError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 import messages
 from bot import admin
 from bot.config import Settings
 from bot.logs import setup_logging
 from handlers.dialog import Links
+from handlers.notices import audience_label, describe, when
+from messages import format_label
+from storage import notices
+from storage.clock import utcnow
 from storage.db import create_engine, create_sessionmaker, migrate
 from storage.models import Role
+from storage.notices import NoticeError
 from storage.roster import RosterError
 from storage.terms import effective_date
 
@@ -41,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("run", help="production: Telegram (when TELEGRAM_BOT_TOKEN is set) and the web server")
     sub.add_parser("migrate", help="bring the database schema to the latest version")
+    sub.add_parser("sender", help="only the outbox sender (leader-elected): no web server, no updates")
 
     roster = sub.add_parser("import-roster", help="load classes, students, guardians and staff from CSV")
     roster.add_argument("path", type=Path, metavar="PATH.csv")
@@ -60,6 +67,31 @@ def build_parser() -> argparse.ArgumentParser:
     invite.add_argument("--qr", type=Path, metavar="DIR", help="write a QR image per code and index.csv")
     invite.add_argument("--days", type=int, default=None, help="days the codes stay valid (default 30)")
     invite.add_argument("--school", default=None, help="school code (needed when there are several)")
+
+    notice = sub.add_parser("notice", help="school notices: send, list, report, cancel")
+    actions = notice.add_subparsers(dest="action", required=True, metavar="ACTION")
+    send = actions.add_parser("send", help="send a notice from a Markdown-ish file, now, later or repeatedly")
+    send.add_argument("path", type=Path, metavar="FILE.md", help='"# Title" on the first line, then the text')
+    send.add_argument(
+        "--to", required=True, metavar="AUDIENCE", help="school, grade:NAME, class:NAME or role:ROLE"
+    )
+    send.add_argument("--title", default=None, help="the title (instead of the file's first line)")
+    timing = send.add_mutually_exclusive_group()
+    timing.add_argument("--at", metavar="'YYYY-MM-DD HH:MM'", help="send at this time (school time zone)")
+    timing.add_argument("--cron", metavar="'MIN HOUR DAY MONTH WEEKDAY'", help="repeat, e.g. '0 16 * * fri'")
+    ack = send.add_mutually_exclusive_group()
+    ack.add_argument("--ack-by", metavar="'YYYY-MM-DD HH:MM'", help="ask for 已阅 by this time")
+    ack.add_argument("--ack-within", type=int, metavar="HOURS", help="ask for 已阅 within HOURS of sending")
+    send.add_argument("--urgent", action="store_true", help="never held for a daily digest")
+    send.add_argument("--attach", type=Path, metavar="FILE", help="a file sent with the notice")
+    send.add_argument("--school", default=None, help="school code (needed when there are several)")
+    report = actions.add_parser("report", help="sent, failed, unreachable and acknowledged")
+    report.add_argument("id", type=int, metavar="ID")
+    report.add_argument("--csv", type=Path, metavar="PATH", help="also write one row per recipient")
+    listing = actions.add_parser("list", help="recent notices with their ids")
+    listing.add_argument("--school", default=None, help="school code (needed when there are several)")
+    stop = actions.add_parser("cancel", help="stop a scheduled or recurring notice")
+    stop.add_argument("id", type=int, metavar="ID")
     return parser
 
 
@@ -75,6 +107,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except admin.AdminError as exc:
         text = messages.format_label(f"admin.{exc.key}", locale, **exc.params)
+        print(messages.format_label("cli.error", locale, message=text), file=sys.stderr)
+        return 2
+    except NoticeError as exc:
+        text = messages.format_label(f"notice_error.{exc.key}", locale, **exc.params)
         print(messages.format_label("cli.error", locale, message=text), file=sys.stderr)
         return 2
 
@@ -98,6 +134,11 @@ async def _dispatch(args: argparse.Namespace, settings: Settings, locale: str) -
 
         await serve(settings)
         return 0
+    if args.command == "sender":
+        from bot.app import send_only
+
+        await send_only(settings)
+        return 0
 
     engine = create_engine(settings.resolved_database_url())
     try:
@@ -112,6 +153,8 @@ async def _dispatch(args: argparse.Namespace, settings: Settings, locale: str) -
             return await _publish_terms(args, sessionmaker, settings, locale)
         if args.command == "invite":
             return await _invite(args, sessionmaker, settings, locale)
+        if args.command == "notice":
+            return await _notice(args, sessionmaker, settings, locale)
     finally:
         await engine.dispose()
     raise AssertionError(args.command)
@@ -247,3 +290,88 @@ async def _invite(args: argparse.Namespace, sessionmaker: object, settings: Sett
         index = admin.write_invite_qr(issued, links, args.qr)
         print(messages.format_label("cli.invite_qr", locale, count=len(issued), index=index))
     return 0
+
+
+async def _notice(
+    args: argparse.Namespace, maker: async_sessionmaker[AsyncSession], settings: Settings, locale: str
+) -> int:
+    if args.action == "send":
+        request = admin.NoticeRequest(
+            path=args.path,
+            to=args.to,
+            title=args.title,
+            at=args.at,
+            cron=args.cron,
+            ack_by=args.ack_by,
+            ack_within=args.ack_within,
+            urgent=args.urgent,
+            attach=args.attach,
+        )
+        school, issued = await admin.send_notice_file(maker, settings.data_dir, request, args.school)
+        notice = issued.notice
+        if notice.cron:
+            fire = notices.next_fire(notice.cron, school, utcnow())
+            print(
+                format_label(
+                    "cli_notice.recurring", locale, id=notice.id, cron=notice.cron, when=when(fire, school)
+                )
+            )
+        elif notice.sent_at is None:
+            print(
+                format_label("cli_notice.scheduled", locale, id=notice.id, when=when(notice.send_at, school))
+            )
+        else:
+            counts = {"accounts": issued.accounts, "held": issued.held, "not_joined": issued.not_joined}
+            print(format_label("cli_notice.sent", locale, id=notice.id, **counts))
+        return 0
+    if args.action == "list":
+        school, found = await admin.list_notices(maker, args.school)
+        if not found:
+            print(messages.label("cli_notice.none", locale))
+        for n in found:
+            status = messages.label(f"notice_status.{n.status}", locale)
+            moment = when(n.sent_at or n.send_at or n.created_at, school)
+            print(format_label("cli_notice.line", locale, id=n.id, status=status, when=moment, title=n.title))
+        return 0
+    if args.action == "cancel":
+        notice = await admin.cancel_notice(maker, args.id)
+        print(format_label("cli_notice.stopped", locale, id=notice.id))
+        return 0
+    report = await admin.notice_report(maker, args.id)
+    _print_report(report, locale)
+    if args.csv:
+        count = admin.write_report_csv(report, args.csv)
+        print(format_label("cli_notice.csv", locale, count=count, path=args.csv))
+    return 0
+
+
+def _print_report(report: notices.Report, locale: str) -> None:
+    notice, school = report.notice, report.school
+    status = messages.label(f"notice_status.{notice.status}", locale)
+    audience = audience_label(notices.audience_of(notice), locale)
+    print(
+        format_label(
+            "cli_notice.head", locale, id=notice.id, title=notice.title, status=status, audience=audience
+        )
+    )
+    if notice.sent_at is not None:
+        print(format_label("cli_notice.counts", locale, **report.counts))
+    if report.asks_ack:
+        missing = report.not_acknowledged
+        deadline = when(notice.ack_deadline, school)
+        print(format_label("cli_notice.deadline", locale, deadline=deadline, count=len(missing)))
+        for row in missing:
+            print(format_label("cli_notice.who", locale, who=describe(row, locale)))
+    for issue in report.issues:
+        accounts, acknowledged = report.issue_counts.get(issue.id, (0, 0))
+        moment = when(issue.sent_at, school)
+        print(
+            format_label(
+                "cli_notice.issue",
+                locale,
+                id=issue.id,
+                when=moment,
+                accounts=accounts,
+                acknowledged=acknowledged,
+            )
+        )

@@ -28,6 +28,17 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_format: str = "text"
     invite_ttl_days: int = 30
+    # Delivery (docs/delivery.md). Telegram's documented limits: about 30 messages a second per bot,
+    # one a second per private chat (short bursts allowed), 20 a minute per group.
+    send_rate_per_second: float = Field(default=30.0, gt=0)
+    send_per_chat_per_second: float = Field(default=1.0, gt=0)
+    send_per_chat_burst: int = Field(default=3, ge=1)
+    send_per_group_per_minute: int = Field(default=20, ge=1)
+    send_concurrency: int = Field(default=16, ge=1)  # messages in flight at once
+    send_poll_seconds: float = Field(default=0.15, gt=0)  # how often rows of other processes are looked for
+    send_lease_seconds: float = Field(default=10.0, gt=0)  # how long a claimed row is held
+    send_retry_base_seconds: float = Field(default=2.0, gt=0)  # first back-off after a transient error
+    leader_check_seconds: float = Field(default=1.0, gt=0)  # leader re-check and standby retry
 
     def resolved_database_url(self) -> str:
         if self.database_url:
@@ -53,4 +64,14 @@ def normalise_database_url(url: str) -> str:
             return "postgresql+asyncpg://" + url[len(prefix) :]
     if url.startswith("sqlite:///"):
         return "sqlite+aiosqlite:///" + url[len("sqlite:///") :]
+    return url
+
+
+def sync_database_url(url: str) -> str:
+    """The same database for a synchronous driver (APScheduler 3's job store): psycopg or sqlite3."""
+    url = normalise_database_url(url)
+    if url.startswith("postgresql+asyncpg://"):
+        return "postgresql+psycopg://" + url[len("postgresql+asyncpg://") :]
+    if url.startswith("sqlite+aiosqlite://"):
+        return "sqlite://" + url[len("sqlite+aiosqlite://") :]
     return url

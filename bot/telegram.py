@@ -92,6 +92,7 @@ class TelegramAdapter:
         self.deps = deps
         self.wake = wake
         self.default_locale = settings.default_locale
+        self.data_dir = settings.data_dir  # attachments are files under DATA_DIR
         self.webhook_url = settings.webhook_url or ""
         self.webhook_secret = settings.webhook_secret.get_secret_value() if settings.webhook_secret else ""
         if self.webhook_url:
@@ -314,6 +315,8 @@ class TelegramAdapter:
         """Send one outbox row and say what the sender should do with it."""
         try:
             await self._send(chat_id, reply)
+        except (OSError, ValueError) as exc:  # the attachment is missing or outside DATA_DIR
+            return Delivery(Status.FAILED, f"attachment: {exc}")
         except Forbidden as exc:  # blocked the bot, or deactivated
             return Delivery(Status.UNREACHABLE, exc.message)
         except RetryAfter as exc:
@@ -329,7 +332,11 @@ class TelegramAdapter:
         return Delivery(Status.SENT)
 
     async def _send(self, chat_id: str, reply: Reply) -> list[Message]:
-        """Send a reply, split at Telegram's limit; the buttons go under the last part."""
+        """Send a reply, split at Telegram's limit; the buttons go under the last part, and a
+        document (checked before anything is sent) follows as a file."""
+        document = reply.document.resolve(self.data_dir) if reply.document else None
+        if document is not None and not document.is_file():
+            raise FileNotFoundError(document.name)
         parts = split_message(reply.text)
         markup = _keyboard(reply.buttons)
         sent = []
@@ -342,6 +349,13 @@ class TelegramAdapter:
                     reply_markup=markup if number == len(parts) else None,
                 )
             )
+        if document is not None and reply.document is not None:
+            with document.open("rb") as fh:
+                sent.append(
+                    await self.application.bot.send_document(
+                        chat_id=chat_id, document=fh, filename=reply.document.filename
+                    )
+                )
         return sent
 
 

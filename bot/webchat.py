@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
@@ -27,9 +27,9 @@ import messages
 from bot.channels import Delivery, Status
 from bot.demo import GROUPS, list_personas
 from bot.web import page_locale
-from handlers.dialog import Event, Reply
+from handlers.dialog import Attachment, Event, Reply
 from handlers.dispatch import Deps, handle
-from storage import accounts, audit, outbox
+from storage import accounts, audit, notices, outbox
 from storage.models import Person
 
 log = logging.getLogger(__name__)
@@ -67,6 +67,19 @@ SCRIPT_LABELS = {
 }
 
 _dumps = functools.partial(json.dumps, ensure_ascii=False)
+NO_SNIFF = {"X-Content-Type-Options": "nosniff", "Cache-Control": "private, no-store"}
+
+
+def _frame(reply: Reply) -> dict[str, Any]:
+    """A reply for the page; a document becomes a download link (never a path on the server)."""
+    frame: dict[str, Any] = {"type": "reply", **reply.to_payload()}
+    document = frame.pop("document", None)
+    if document:
+        frame["document"] = {
+            "name": document["filename"],
+            "url": "/chat/files/" + quote(str(document["path"]).removeprefix("attachments/")),
+        }
+    return frame
 
 
 class FrameError(ValueError):
@@ -116,10 +129,13 @@ class WebChat:
 
     platform = PLATFORM
 
-    def __init__(self, deps: Deps, wake: Callable[[], None], demo: bool) -> None:
+    def __init__(
+        self, deps: Deps, wake: Callable[[], None], demo: bool, data_dir: Path | None = None
+    ) -> None:
         self.deps = deps
         self.wake = wake
         self.demo = demo
+        self.data_dir = data_dir  # attachments are files under DATA_DIR
         self._sockets: dict[str, set[_Socket]] = {}
         script = (STATIC / "chat.js").read_bytes()
         self._script_url = f"/chat/static/chat.js?v={hashlib.sha256(script).hexdigest()[:12]}"
@@ -128,6 +144,7 @@ class WebChat:
         app.router.add_get("/chat", self.page)
         app.router.add_get("/chat/ws", self.socket)
         app.router.add_static("/chat/static/", STATIC)
+        app.router.add_get("/chat/files/{token}/{name}", self.download)
         if self.demo:
             app.router.add_get("/chat/personas", self.personas)
             app.router.add_post("/chat/persona", self.choose_persona)
@@ -137,7 +154,7 @@ class WebChat:
 
     async def deliver(self, chat_id: str, reply: Reply) -> Delivery:
         """Push to every open tab of the chat; with none open the row waits in the outbox."""
-        frame = {"type": "reply", **reply.to_payload()}
+        frame = _frame(reply)
         sent = False
         for sock in list(self._sockets.get(chat_id, ())):
             sent = await self._send(sock, frame) or sent
@@ -224,6 +241,26 @@ class WebChat:
         self._set_cookie(response, request, chat_id)
         return response
 
+    async def download(self, request: web.Request) -> web.StreamResponse:
+        """An attachment, only for a chat that a notice carrying it was delivered to."""
+        path = f"attachments/{request.match_info['token']}/{request.match_info['name']}"
+        chat_id = self._chat_id(request)
+        if chat_id is None or self.data_dir is None:
+            raise web.HTTPNotFound()
+        async with self.deps.sessionmaker() as session:
+            account = await accounts.find_account(session, PLATFORM, chat_id)
+            allowed = account is not None and await notices.attachment_visible_to(session, account.id, path)
+        if not allowed:
+            raise web.HTTPNotFound()
+        try:
+            file = Attachment(request.match_info["name"], path).resolve(self.data_dir)
+        except ValueError:
+            raise web.HTTPNotFound() from None
+        if not file.is_file():
+            raise web.HTTPNotFound()
+        disposition = f"attachment; filename*=UTF-8''{quote(file.name)}"
+        return web.FileResponse(file, headers={"Content-Disposition": disposition, **NO_SNIFF})
+
     # --- WebSocket ---
 
     async def socket(self, request: web.Request) -> web.WebSocketResponse:
@@ -270,7 +307,7 @@ class WebChat:
         replies = await handle(event, self.deps)
         self.wake()  # the event may have queued messages to other people
         for reply in replies:
-            await self._send(sock, {"type": "reply", **reply.to_payload()})
+            await self._send(sock, _frame(reply))
 
     async def _send_error(self, sock: _Socket, code: str, locale: str) -> None:
         text = messages.label(f"web.chat_error_{code}", locale)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -65,19 +66,39 @@ class Button:
 
 
 @dataclass(frozen=True)
+class Attachment:
+    """A file sent with a message: its name as shown, and where it lies under DATA_DIR."""
+
+    filename: str
+    path: str  # relative to DATA_DIR, e.g. attachments/<token>/menu.pdf
+
+    def resolve(self, data_dir: Path) -> Path:
+        """The file on disk; refuses a path that would leave DATA_DIR."""
+        root = data_dir.resolve()
+        found = (root / self.path).resolve()
+        if not found.is_relative_to(root) or found == root:
+            raise ValueError(f"attachment path outside DATA_DIR: {self.path!r}")
+        return found
+
+
+@dataclass(frozen=True)
 class Reply:
-    """A message: Telegram-HTML text and optional rows of buttons."""
+    """A message: Telegram-HTML text, optional rows of buttons and an optional document."""
 
     text: str
     buttons: tuple[tuple[Button, ...], ...] = ()
+    document: Attachment | None = None
 
     def to_payload(self) -> dict[str, Any]:
-        return {
+        payload: dict[str, Any] = {
             "text": self.text,
             "buttons": [
                 [{"label": b.label, "payload": b.payload, "url": b.url} for b in row] for row in self.buttons
             ],
         }
+        if self.document is not None:
+            payload["document"] = {"filename": self.document.filename, "path": self.document.path}
+        return payload
 
     @classmethod
     def from_payload(cls, data: dict[str, Any]) -> Reply:
@@ -85,7 +106,9 @@ class Reply:
             tuple(Button(b["label"], b.get("payload"), b.get("url")) for b in row)
             for row in data.get("buttons", [])
         )
-        return cls(str(data["text"]), rows)
+        doc = data.get("document")
+        document = Attachment(str(doc["filename"]), str(doc["path"])) if doc else None
+        return cls(str(data["text"]), rows, document)
 
 
 @dataclass

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import messages
-from handlers import cancel, fallback, language, menu, start, terms
+from handlers import cancel, fallback, language, menu, notices, settings, start, terms
 from handlers.dialog import Flow
 
 FLOWS: list[Flow] = [
@@ -12,6 +12,8 @@ FLOWS: list[Flow] = [
     menu.FLOW,
     terms.FLOW,
     language.FLOW,
+    notices.FLOW,
+    settings.FLOW,
     fallback.FLOW,  # must be last: answers whatever no other flow took
 ]
 

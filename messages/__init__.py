@@ -14,6 +14,8 @@ from typing import Any
 import yaml
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
+from messages.markup import markdown, plain
+
 HERE = Path(__file__).parent
 LOCALES = ("zh_CN", "en")
 DEFAULT_LOCALE = "zh_CN"
@@ -68,6 +70,8 @@ def environment() -> Environment:
         keep_trailing_newline=False,
     )
     env.filters["money"] = _money
+    env.filters["markdown"] = markdown
+    env.filters["plain"] = plain
     return env
 
 

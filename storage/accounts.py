@@ -69,8 +69,11 @@ async def get_or_create_account(
                 session.add(account)
         except IntegrityError:
             account = (await session.scalars(query)).one()
-    elif account.chat_id != chat_id:
-        account.chat_id = chat_id
+    else:
+        if account.chat_id != chat_id:
+            account.chat_id = chat_id
+        if account.unreachable_at is not None:
+            account.unreachable_at = None  # they wrote to us: no longer blocked, send to them again
     return account
 
 
@@ -118,6 +121,29 @@ async def accounts_of_person(session: AsyncSession, person_id: int) -> list[Plat
             select(PlatformAccount)
             .join(AccountBinding, AccountBinding.account_id == PlatformAccount.id)
             .where(AccountBinding.person_id == person_id)
+            .order_by(PlatformAccount.id)
+        )
+    )
+
+
+async def other_accounts(session: AsyncSession, account_id: int) -> list[PlatformAccount]:
+    """Reachable accounts on other platforms of the people this account speaks for.
+
+    Where a message goes when this account proved unreachable (the person blocked the bot).
+    """
+    people = select(AccountBinding.person_id).where(AccountBinding.account_id == account_id)
+    platform = select(PlatformAccount.platform).where(PlatformAccount.id == account_id).scalar_subquery()
+    return list(
+        await session.scalars(
+            select(PlatformAccount)
+            .join(AccountBinding, AccountBinding.account_id == PlatformAccount.id)
+            .where(
+                AccountBinding.person_id.in_(people),
+                PlatformAccount.id != account_id,
+                PlatformAccount.platform != platform,
+                PlatformAccount.unreachable_at.is_(None),
+            )
+            .distinct()
             .order_by(PlatformAccount.id)
         )
     )

@@ -71,9 +71,13 @@ class Lane(enum.StrEnum):
 
 
 class OutboxStatus(enum.StrEnum):
+    """A row's state. Pending rows may be held by a sender (claimed_by, claimed_until: a lease);
+    the other three are final."""
+
     PENDING = "pending"
     SENT = "sent"
-    FAILED = "failed"
+    FAILED = "failed"  # the platform refused this message (e.g. malformed) or retries ran out
+    UNREACHABLE = "unreachable"  # the person blocked the bot or left: the account is marked too
 
 
 def _now() -> Any:
@@ -269,10 +273,17 @@ class AuditLog(Base):
 
 
 class Outbox(Base):
-    """A message to someone other than the actor, written in the same transaction as its cause."""
+    """A message to someone other than the actor, written in the same transaction as its cause.
+
+    See docs/delivery.md for the states of a row and how a sender claims it.
+    """
 
     __tablename__ = "outbox"
-    __table_args__ = (Index("ix_outbox_due", "status", "lane", "not_before"),)
+    __table_args__ = (
+        Index("ix_outbox_due", "status", "lane", "not_before"),
+        # Claims walk one lane of pending rows in id order (oldest first) and stop at the limit.
+        Index("ix_outbox_claim", "status", "lane", "id"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     school_id: Mapped[int | None] = mapped_column(ForeignKey("school.id", ondelete="CASCADE"), index=True)
@@ -287,3 +298,89 @@ class Outbox(Base):
     # Set whenever delivery was tried; tells a retry or an offline wait from a scheduled message.
     last_attempt_at: Mapped[datetime | None] = mapped_column()
     error: Mapped[str | None] = mapped_column(Text)
+    # The sender holding a pending row, until when (a lease another sender may take over once it
+    # has run out). Kept on a sent row: it names the process that sent it.
+    claimed_by: Mapped[str | None] = mapped_column(String(64))
+    claimed_until: Mapped[datetime | None] = mapped_column()
+    # A copy queued on another account of the same person after this one proved unreachable.
+    rerouted_from_id: Mapped[int | None] = mapped_column(ForeignKey("outbox.id", ondelete="SET NULL"))
+
+
+class NoticeStatus(enum.StrEnum):
+    SCHEDULED = "scheduled"  # one-off, waiting for send_at
+    RECURRING = "recurring"  # an active series: each firing issues a copy
+    SENT = "sent"
+    CANCELLED = "cancelled"
+    MISSED = "missed"  # the scheduler was down past the grace period; never sent
+
+
+class DeliveryStatus(enum.StrEnum):
+    HELD = "held"  # waiting for the recipient's daily digest
+    QUEUED = "queued"  # in the outbox (the outbox row says whether it went out)
+
+
+class Notice(Base):
+    """A school notice. A recurring one is a series; each firing issues a copy with `series_id`,
+    so every issued notice has its own deliveries, acknowledgements and report."""
+
+    __tablename__ = "notice"
+    __table_args__ = (UniqueConstraint("series_id", "scheduled_for"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    school_id: Mapped[int] = mapped_column(ForeignKey("school.id", ondelete="CASCADE"), index=True)
+    series_id: Mapped[int | None] = mapped_column(ForeignKey("notice.id", ondelete="CASCADE"), index=True)
+    author_person_id: Mapped[int | None] = mapped_column(ForeignKey("person.id", ondelete="SET NULL"))
+    title: Mapped[str] = mapped_column(String(200))
+    body: Mapped[str] = mapped_column(Text)
+    # "school", "grade", "class" or "role", and the grade name, class name or role it names.
+    audience_kind: Mapped[str] = mapped_column(String(16))
+    audience_value: Mapped[str] = mapped_column(String(100), default="")
+    urgent: Mapped[bool] = mapped_column(default=False)
+    attachment_name: Mapped[str | None] = mapped_column(String(200))
+    # Relative to DATA_DIR (attachments/<token>/<file>).
+    attachment_path: Mapped[str | None] = mapped_column(String(300))
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    send_at: Mapped[datetime | None] = mapped_column()
+    cron: Mapped[str | None] = mapped_column(String(100))
+    scheduled_for: Mapped[datetime | None] = mapped_column()
+    ack_deadline: Mapped[datetime | None] = mapped_column()
+    ack_within_hours: Mapped[int | None] = mapped_column(Integer)
+    people_count: Mapped[int] = mapped_column(Integer, default=0)
+    not_joined_count: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(server_default=_now())
+    sent_at: Mapped[datetime | None] = mapped_column()
+
+
+class NoticeDelivery(Base):
+    """One issued notice to one account. `outbox_id` is a plain column, not a foreign key: the
+    outbox belongs to the sender and may be migrated or purged without touching this history."""
+
+    __tablename__ = "notice_delivery"
+    __table_args__ = (UniqueConstraint("notice_id", "account_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    school_id: Mapped[int] = mapped_column(ForeignKey("school.id", ondelete="CASCADE"), index=True)
+    notice_id: Mapped[int] = mapped_column(ForeignKey("notice.id", ondelete="CASCADE"), index=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("platform_account.id", ondelete="CASCADE"), index=True)
+    status: Mapped[str] = mapped_column(String(16))
+    outbox_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    acked_at: Mapped[datetime | None] = mapped_column()
+    reminders_sent: Mapped[int] = mapped_column(Integer, default=0)
+    last_reminded_at: Mapped[datetime | None] = mapped_column()
+    created_at: Mapped[datetime] = mapped_column()
+
+
+class NoticePreference(Base):
+    """How an account wants non-urgent notices: instant or a daily digest, and its quiet hours.
+    No row means the defaults (instant, quiet 21:00–07:00)."""
+
+    __tablename__ = "notice_preference"
+
+    account_id: Mapped[int] = mapped_column(
+        ForeignKey("platform_account.id", ondelete="CASCADE"), primary_key=True
+    )
+    # "HH:MM" in the school's time zone, or None for instant delivery.
+    digest_time: Mapped[str | None] = mapped_column(String(5))
+    # "HH:MM-HH:MM" in the school's time zone, or "" for no quiet hours.
+    quiet_hours: Mapped[str] = mapped_column(String(11))
+    updated_at: Mapped[datetime] = mapped_column(server_default=_now(), onupdate=_now())

@@ -28,16 +28,29 @@ more, for example::
     fake.rules.append(one_per_second)
 
 `block(chat_id)` makes sends to that chat fail with 403, as when a person blocks the bot.
+
+Telegram's flood limits are a rule you switch on: `flood = fake.enforce_limits(per_second=30)`
+answers 429 with `parameters.retry_after` to every message over a limit (per bot per second, per
+private chat, per group chat: a negative chat id) and to every message during the wait it asked
+for, and records each in `flood.violations`. A sender that keeps the limits sees none.
+
+To stop a sender at a chosen point: `hold_sends()` keeps message requests waiting before Telegram
+accepts them (a request whose client died meanwhile is then dropped, never delivered), and
+`hold_answers()` accepts them but keeps the answer back; `release()` lets them go. `drop_next()`
+closes the connection without an answer (a network error).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import html
 import itertools
 import json
+import math
 import re
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from ipaddress import ip_address
@@ -75,6 +88,10 @@ HTML_TAGS = frozenset(
 )  # fmt: skip
 _TAG = re.compile(r"<(/?)([a-zA-Z][a-zA-Z0-9-]*)\b[^<>]*>")
 _COMMAND = re.compile(r"[a-z0-9_]{1,32}")
+# Methods that send a message to a chat: what Telegram's flood limits count.
+SEND_METHODS = frozenset(
+    {"sendMessage", "sendPhoto", "sendDocument", "sendAudio", "sendVideo", "sendVoice", "sendMediaGroup"}
+)
 
 
 class ApiError(Exception):
@@ -110,6 +127,7 @@ class Sent:
     html: str
     reply_markup: dict[str, Any] | None
     method: str = "sendMessage"
+    at: float = field(default_factory=time.monotonic)  # when Telegram accepted it
 
     @property
     def buttons(self) -> list[dict[str, Any]]:
@@ -118,6 +136,65 @@ class Sent:
 
 
 Rule = Callable[[Call], ApiError | None]
+
+
+@dataclass(frozen=True)
+class Violation:
+    """A message Telegram would have refused: which limit, for which chat, and when."""
+
+    limit: str
+    chat_id: str
+    at: float
+
+
+class FloodControl:
+    """Telegram's limits held strictly, each a sliding window: at most `per_second` messages in
+    any second for the whole bot, `per_chat` = (count, seconds) for a private chat, `per_group`
+    for a group. A message over a limit, or sent during the wait a 429 asked for, is refused with
+    429 and `retry_after`, and recorded as a violation. Refused messages do not count."""
+
+    def __init__(
+        self,
+        per_second: int = 30,
+        per_chat: tuple[int, float] = (3, 3.0),
+        per_group: tuple[int, float] = (20, 60.0),
+    ) -> None:
+        self.per_second = per_second
+        self.per_chat = per_chat
+        self.per_group = per_group
+        self.violations: list[Violation] = []
+        self.accepted = 0
+        self.penalty_until = 0.0
+        self._bot: deque[float] = deque()
+        self._chats: dict[str, deque[float]] = {}
+
+    def admit(self, chat_id: str, now: float) -> None:
+        """Count one message, or raise the 429 Telegram would answer."""
+        if now < self.penalty_until:
+            self._refuse("retry_after", chat_id, now, self.penalty_until - now)
+        count, seconds = self.per_group if chat_id.startswith("-") else self.per_chat
+        chat = self._chats.setdefault(chat_id, deque())
+        for times, limit, window, name in (
+            (self._bot, self.per_second, 1.0, "per_bot"),
+            (chat, count, seconds, "per_group" if chat_id.startswith("-") else "per_chat"),
+        ):
+            while times and times[0] <= now - window:
+                times.popleft()
+            if len(times) >= limit:
+                self._refuse(name, chat_id, now, times[0] + window - now)
+        self._bot.append(now)
+        chat.append(now)
+        self.accepted += 1
+
+    def penalise(self, seconds: float, now: float) -> None:
+        """A 429 asked the whole bot to wait this long."""
+        self.penalty_until = max(self.penalty_until, now + seconds)
+
+    def _refuse(self, limit: str, chat_id: str, now: float, wait: float) -> None:
+        self.violations.append(Violation(limit, chat_id, now))
+        retry_after = max(1, math.ceil(wait))
+        self.penalise(retry_after, now)
+        raise ApiError(429, f"Too Many Requests: retry after {retry_after}", {"retry_after": retry_after})
 
 
 class FakeBotApi:
@@ -147,6 +224,12 @@ class FakeBotApi:
         self.commands: dict[tuple[str, str], list[dict[str, Any]]] = {}
         self.rules: list[Rule] = []
         self.blocked: set[str] = set()
+        self.flood: FloodControl | None = None
+        self.held = 0  # message requests waiting at a hold (see hold_sends / hold_answers)
+        self.dropped = 0  # held requests whose client was gone when released
+        self._send_gate: asyncio.Event | None = None
+        self._answer_gate: asyncio.Event | None = None
+        self._drops: dict[str, int] = {}
         self.methods: dict[str, Method] = {
             "getMe": self._get_me,
             "getUpdates": self._get_updates,
@@ -347,6 +430,34 @@ class FakeBotApi:
         """This person blocked the bot: sending to them gets 403 from now on."""
         self.blocked.add(str(chat_id))
 
+    def enforce_limits(
+        self,
+        per_second: int = 30,
+        per_chat: tuple[int, float] = (3, 3.0),
+        per_group: tuple[int, float] = (20, 60.0),
+    ) -> FloodControl:
+        """Switch Telegram's flood limits on; the returned object counts violations."""
+        self.flood = FloodControl(per_second, per_chat, per_group)
+        return self.flood
+
+    def hold_sends(self) -> None:
+        """Message requests from now on wait, not yet accepted, until `release()`."""
+        self._send_gate = self._send_gate or asyncio.Event()
+
+    def hold_answers(self) -> None:
+        """Message requests from now on are accepted (delivered), but answered only at `release()`."""
+        self._answer_gate = self._answer_gate or asyncio.Event()
+
+    def release(self) -> None:
+        for gate in (self._send_gate, self._answer_gate):
+            if gate is not None:
+                gate.set()
+        self._send_gate = self._answer_gate = None
+
+    def drop_next(self, method: str, times: int = 1) -> None:
+        """The next `times` calls of `method` get no answer: the connection just closes."""
+        self._drops[method] = self._drops.get(method, 0) + times
+
     # -- HTTP -------------------------------------------------------------------------------------
 
     async def _handle(self, request: web.Request) -> web.Response:
@@ -360,18 +471,52 @@ class FakeBotApi:
         call = Call(name or request.match_info["method"], params)
         self.calls.append(call)
         self._bump()
+        if self._drops.get(call.method):
+            self._drops[call.method] -= 1
+            if request.transport is not None:
+                request.transport.close()
+            return web.Response(status=500)
+        sending = call.method in SEND_METHODS
+        gate = self._send_gate if sending else None
+        if gate is not None and not await self._wait_at(gate, request):
+            self.dropped += 1
+            return web.Response(status=500)  # never accepted: the client is gone
         try:
             for rule in list(self.rules):
                 if (error := rule(call)) is not None:
                     raise error
             if name is None:
                 raise ApiError(404, "Not Found")
+            if sending and self.flood is not None:
+                self.flood.admit(str(params.get("chat_id", "")), time.monotonic())
             result = await self.methods[name](params)
         except ApiError as error:
+            retry_after = (error.parameters or {}).get("retry_after")
+            if error.code == 429 and retry_after and self.flood is not None:
+                self.flood.penalise(float(retry_after), time.monotonic())
             return _answer(error)
         finally:
             self._bump()
+        if sending and self._answer_gate is not None:
+            await self._wait_at(self._answer_gate, request)
         return web.json_response({"ok": True, "result": result})
+
+    async def _wait_at(self, gate: asyncio.Event, request: web.Request) -> bool:
+        """Wait for `release()`; False as soon as the client goes away (it stops counting as held)."""
+        self.held += 1
+        self._bump()
+        try:
+            while True:
+                if request.transport is None or request.transport.is_closing():
+                    return False
+                if gate.is_set():
+                    return True
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(0.02):
+                        await gate.wait()
+        finally:
+            self.held -= 1
+            self._bump()
 
     def _bump(self) -> None:
         """Wake everyone waiting for a change (long polls and wait_for)."""

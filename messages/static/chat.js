@@ -118,6 +118,15 @@
   function showReply(frame) {
     addMessage("bot", (li) => {
       li.append(render(String(frame.text ?? "")));
+      // An attachment: a link to our own download route (which checks who may have it).
+      const doc = frame.document;
+      if (doc && typeof doc.url === "string" && doc.url.startsWith("/chat/files/")) {
+        const a = link(new URL(doc.url, location.href).href);
+        a.className = "file";
+        a.setAttribute("download", "");
+        a.textContent = "📎 " + String(doc.name ?? "");
+        li.append(a);
+      }
       const rows = Array.isArray(frame.buttons) ? frame.buttons : [];
       if (!rows.length) return;
       const box = document.createElement("div");

@@ -1,0 +1,45 @@
+"""What the scheduler runs. Jobs are stored by textual reference (`bot.jobs:send_notice`) with ids
+as arguments, so every job here is a module-level coroutine that finds the database through the
+running scheduler (`bot.scheduler.current()`), opens its own transaction and wakes the sender.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from bot.scheduler import current
+from handlers.notices import TEXTS
+from storage import notices
+from storage.clock import utcnow
+
+log = logging.getLogger(__name__)
+
+
+async def send_notice(notice_id: int) -> None:
+    """Issue a scheduled notice, or this firing of a recurring one (a second call does nothing)."""
+    context = current()
+    async with context.sessionmaker.begin() as session:
+        issued = await notices.run_scheduled(session, notice_id, utcnow(), TEXTS, context.notice_grace)
+    if issued is not None:
+        log.info("notice %s issued as #%s to %s accounts", notice_id, issued.notice.id, issued.accounts)
+        context.wake()
+
+
+async def send_digests() -> None:
+    """Hand each account its daily digest once its digest time has come."""
+    context = current()
+    async with context.sessionmaker.begin() as session:
+        written = await notices.send_digests(session, utcnow(), TEXTS)
+    if written:
+        log.info("queued %s notice digests", written)
+        context.wake()
+
+
+async def send_reminders() -> None:
+    """Remind those who have not acknowledged yet (at most twice, never after the deadline)."""
+    context = current()
+    async with context.sessionmaker.begin() as session:
+        queued = await notices.send_reminders(session, utcnow(), TEXTS)
+    if queued:
+        log.info("queued %s acknowledgement reminders", queued)
+        context.wake()
