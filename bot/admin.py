@@ -14,8 +14,9 @@ import yaml
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from handlers.dialog import Links
+from handlers.enrollment_views import sign_buttons, tell_guardians
 from handlers.notices import TEXTS
-from storage import invites, notices, roster, schools, terms
+from storage import agreements, invites, notices, roster, schools, terms
 from storage.clock import utcnow
 from storage.invites import IssuedInvite
 from storage.models import Notice, Role, School, TermsVersion
@@ -44,7 +45,8 @@ async def _school_for_import(session: AsyncSession, code: str | None, name: str 
     raise AdminError("several_schools")
 
 
-async def _school(session: AsyncSession, code: str | None) -> School:
+async def school_for(session: AsyncSession, code: str | None) -> School:
+    """The school a command means; a clear error when it is ambiguous or unknown."""
     try:
         return await schools.resolve_school(session, code)
     except schools.SchoolNotFound:
@@ -83,9 +85,21 @@ async def publish_terms_file(
         raise AdminError("bad_yaml", path=path, detail=str(exc)) from None
     content = terms.parse_terms(data)  # raises pydantic.ValidationError naming each field
     async with sessionmaker.begin() as session:
-        school = await _school(session, school_code)
+        school = await school_for(session, school_code)
         version, created = await terms.publish_terms(session, school, content)
+        if created:
+            await ask_to_sign_again(session, school, version)
     return school, version, created
+
+
+async def ask_to_sign_again(session: AsyncSession, school: School, version: TermsVersion) -> int:
+    """New terms that change the agreement: each affected family is asked to sign again."""
+
+    moved = await agreements.supersede(session, school.id, version)
+    until = terms.effective_date(version, school).isoformat()
+    for app in moved:
+        await tell_guardians(session, app, "resign_request", sign_buttons(app), until=until)
+    return len(moved)
 
 
 @dataclass(frozen=True)
@@ -105,7 +119,7 @@ async def issue_invites(
     ttl = timedelta(days=request.ttl_days)
     try:
         async with sessionmaker.begin() as session:
-            school = await _school(session, school_code)
+            school = await school_for(session, school_code)
             if request.role == Role.PARENT.value:
                 return await invites.create_parent_invites(
                     session, school, ttl, student_no=request.student, class_name=request.class_name
@@ -205,7 +219,7 @@ async def send_notice_file(
     if not title:
         raise notices.NoticeError("no_title", path=request.path)
     async with sessionmaker.begin() as session:
-        school = await _school(session, school_code)
+        school = await school_for(session, school_code)
         draft = notices.Draft(
             title=title,
             body=body,
@@ -233,7 +247,7 @@ async def list_notices(
     sessionmaker: async_sessionmaker[AsyncSession], school_code: str | None = None, limit: int = 30
 ) -> tuple[School, list[Notice]]:
     async with sessionmaker() as session:
-        school = await _school(session, school_code)
+        school = await school_for(session, school_code)
         return school, await notices.recent_for_school(session, school.id, limit)
 
 

@@ -51,6 +51,7 @@ async def open_runtime(settings: Settings, *, run_migrations: bool = True) -> Ru
         sessionmaker=sessionmaker,
         links=Links(settings.base_url(), settings.telegram_bot_username),
         default_locale=settings.default_locale,
+        files_dir=settings.data_dir,
     )
     channels: dict[str, Channel] = {}
     sender = Sender(

@@ -10,7 +10,9 @@ import asyncio
 import logging
 import sys
 from collections.abc import Sequence
+from datetime import date
 from pathlib import Path
+from typing import Any
 
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -92,6 +94,41 @@ def build_parser() -> argparse.ArgumentParser:
     listing.add_argument("--school", default=None, help="school code (needed when there are several)")
     stop = actions.add_parser("cancel", help="stop a scheduled or recurring notice")
     stop.add_argument("id", type=int, metavar="ID")
+    grp = sub.add_parser("groups", help="service groups: import them from YAML, or list them")
+    grp_sub = grp.add_subparsers(dest="groups_command", required=True, metavar="ACTION")
+    grp_import = grp_sub.add_parser("import", help="create or update the term's groups from a YAML file")
+    grp_import.add_argument("path", type=Path, metavar="PATH.yaml")
+    grp_list = grp_sub.add_parser("list", help="groups with seats taken and staff on duty")
+    for p in (grp_import, grp_list):
+        p.add_argument("--term", default=None, help="term (default: the current terms' school year)")
+        p.add_argument("--school", default=None, help="school code (needed when there are several)")
+
+    vet = sub.add_parser("vet-staff", help="record a person's moral, health and qualification checks")
+    vet.add_argument("--person", required=True, metavar="PERSON_NO")
+    for check in ("moral", "health", "qualification"):
+        vet.add_argument(f"--{check}", required=True, choices=["pass", "fail"])
+    vet.add_argument("--checked-on", required=True, type=date.fromisoformat, metavar="YYYY-MM-DD")
+    vet.add_argument("--checked-by", required=True, metavar="NAME")
+    vet.add_argument("--valid-until", required=True, type=date.fromisoformat, metavar="YYYY-MM-DD")
+    vet.add_argument("--note", default="")
+    vet.add_argument("--school", default=None, help="school code (needed when there are several)")
+
+    place = sub.add_parser("place", help="propose placements for a term, or confirm a proposal")
+    place.add_argument("--term", default=None, help="term (default: the current terms' school year)")
+    place.add_argument("--confirm", type=int, default=None, metavar="PROPOSAL_ID")
+    place.add_argument("--school", default=None, help="school code (needed when there are several)")
+
+    agr = sub.add_parser("agreements", help="signed service agreements: verify, export, who has not signed")
+    agr_sub = agr.add_subparsers(dest="agreements_command", required=True, metavar="ACTION")
+    agr_verify = agr_sub.add_parser(
+        "verify", help="recompute an agreement's SHA-256: is the stored text intact?"
+    )
+    agr_verify.add_argument("id", type=int, metavar="ID")
+    agr_export = agr_sub.add_parser("export", help="write every agreement as HTML with an index.csv")
+    agr_export.add_argument("--dir", type=Path, default=Path("agreements"), metavar="DIR")
+    agr_unsigned = agr_sub.add_parser("unsigned", help="placed children without an agreement in force")
+    for p in (agr_export, agr_unsigned):
+        p.add_argument("--school", default=None, help="school code (needed when there are several)")
     return parser
 
 
@@ -155,6 +192,10 @@ async def _dispatch(args: argparse.Namespace, settings: Settings, locale: str) -
             return await _invite(args, sessionmaker, settings, locale)
         if args.command == "notice":
             return await _notice(args, sessionmaker, settings, locale)
+        if args.command in ("groups", "vet-staff", "place"):
+            return await _enrollment(args, sessionmaker, locale)
+        if args.command == "agreements":
+            return await _agreements(args, sessionmaker, locale)
     finally:
         await engine.dispose()
     raise AssertionError(args.command)
@@ -203,14 +244,7 @@ async def _publish_terms(
             args.school,
         )
     except ValidationError as exc:
-        print(messages.format_label("cli.terms_problems", locale, path=args.path), file=sys.stderr)
-        for error in exc.errors():
-            field = ".".join(str(p) for p in error["loc"]) or "-"
-            print(
-                messages.format_label("cli.terms_field", locale, field=field, message=error["msg"]),
-                file=sys.stderr,
-            )
-        return 2
+        return _validation_problems(args.path, exc, locale, "cli.terms_problems")
     if not created:
         print(messages.format_label("cli.terms_unchanged", locale, version=version.version))
         return 0
@@ -375,3 +409,111 @@ def _print_report(report: notices.Report, locale: str) -> None:
                 acknowledged=acknowledged,
             )
         )
+
+
+async def _enrollment(args: argparse.Namespace, sessionmaker: Any, locale: str) -> int:
+    from bot import enrollment_admin as ea
+
+    def say(key: str, **params: object) -> None:
+        print(messages.format_label(f"cli.{key}", locale, **params))
+
+    if args.command == "groups" and args.groups_command == "import":
+        try:
+            term, report = await ea.import_groups_file(sessionmaker, args.path, args.term, args.school)
+        except ValidationError as exc:
+            return _validation_problems(args.path, exc, locale, "cli.file_problems")
+        say(
+            "groups_imported", term=term, created=report.created, updated=report.updated, duties=report.duties
+        )
+        return 0
+    if args.command == "groups":
+        term, rows = await ea.list_groups(sessionmaker, args.term, args.school)
+        say("groups_header", term=term, count=len(rows))
+        for row in rows:
+            g = row.group
+            days = "/".join(messages.label(f"weekday.{d}", locale) for d in g.weekdays)
+            staff = ", ".join(row.staff) or messages.label("cli.nobody", locale)
+            activity = messages.label(f"activity.{g.activity_type}", locale)
+            say(
+                "groups_row",
+                name=g.name,
+                activity=activity,
+                room=g.room,
+                days=days,
+                taken=row.taken,
+                capacity=g.capacity,
+                staff=staff,
+            )
+        return 0
+    if args.command == "vet-staff":
+        person = await ea.vet_staff(
+            sessionmaker,
+            args.person,
+            moral_ok=args.moral == "pass",
+            health_ok=args.health == "pass",
+            qualification_ok=args.qualification == "pass",
+            checked_on=args.checked_on,
+            checked_by=args.checked_by,
+            valid_until=args.valid_until,
+            note=args.note,
+            school_code=args.school,
+        )
+        passed = args.moral == args.health == args.qualification == "pass"
+        say("vetted" if passed else "vetting_failed", name=person.name, until=args.valid_until.isoformat())
+        return 0
+    if args.confirm is not None:
+        result = await ea.confirm(sessionmaker, args.confirm)
+        say("place_confirmed", placed=len(result.placed), waiting=len(result.waiting))
+        return 0
+    proposal, names = await ea.propose(sessionmaker, args.term, args.school)
+    say("place_proposal", id=proposal.id, term=proposal.term)
+    counts: dict[str, int] = {}
+    for _, group_id in proposal.placements:
+        counts[names.get(group_id, "?")] = counts.get(names.get(group_id, "?"), 0) + 1
+    for name, n in counts.items():
+        say("place_row", name=name, count=n)
+    say("place_waiting", count=len(proposal.waiting), id=proposal.id)
+    return 0
+
+
+def _validation_problems(path: Path, exc: ValidationError, locale: str, header: str) -> int:
+    """Each invalid field on its own line, by its path in the file."""
+    print(messages.format_label(header, locale, path=path), file=sys.stderr)
+    for error in exc.errors():
+        field = ".".join(str(p) for p in error["loc"]) or "-"
+        print(
+            messages.format_label("cli.terms_field", locale, field=field, message=error["msg"]),
+            file=sys.stderr,
+        )
+    return 2
+
+
+async def _agreements(args: argparse.Namespace, sessionmaker: Any, locale: str) -> int:
+    from bot import enrollment_admin as ea
+
+    def say(key: str, **params: object) -> None:
+        print(messages.format_label(f"cli.{key}", locale, **params))
+
+    if args.agreements_command == "verify":
+        check = await ea.verify_agreement(sessionmaker, args.id)
+        say(
+            "agreement_intact" if check.intact else "agreement_tampered",
+            id=check.agreement_id,
+            stored=check.stored,
+            computed=check.computed,
+        )
+        return 0 if check.intact else 1
+    if args.agreements_command == "export":
+        count, index = await ea.export_agreements(sessionmaker, args.dir, args.school, locale)
+        say("agreements_exported", count=count, index=index)
+        return 0
+    rows = await ea.unsigned(sessionmaker, args.school)
+    say("unsigned_header", count=len(rows))
+    for row in rows:
+        say(
+            "unsigned_row_again" if row.superseded else "unsigned_row",
+            child=row.child,
+            student_no=row.student_no,
+            group=row.group,
+        )
+    return 0

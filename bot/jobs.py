@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 
+from bot import care
 from bot.scheduler import current
 from handlers.notices import TEXTS
 from storage import notices
@@ -42,4 +43,25 @@ async def send_reminders() -> None:
         queued = await notices.send_reminders(session, utcnow(), TEXTS)
     if queued:
         log.info("queued %s acknowledgement reminders", queued)
+        context.wake()
+
+
+async def watch_handovers() -> None:
+    """Late pickups and unanswered pickup requests: every minute, in the safety lane."""
+    context = current()
+    if await care.watch_handovers(context.sessionmaker, utcnow()):
+        context.wake()
+
+
+async def care_housekeeping() -> None:
+    """Lapsed offers, agreement reminders, vetting expiry and end-of-day summaries."""
+    context = current()
+    now = utcnow()
+    sent = 0
+    for job in (care.lapse_offers, care.remind_to_sign, care.check_vetting, care.day_summaries):
+        try:
+            sent += await job(context.sessionmaker, now)
+        except Exception:  # one failing check must not stop the others
+            log.exception("care job %s failed", job.__name__)
+    if sent:
         context.wake()

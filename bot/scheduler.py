@@ -64,6 +64,8 @@ NOTICE_GRACE = timedelta(hours=6)
 HOUSEKEEPING_INTERVAL = timedelta(minutes=5)
 HOUSEKEEPING_GRACE = HOUSEKEEPING_INTERVAL
 SYNC_INTERVAL = 30.0
+# Late pickups and unanswered pickup requests are checked this often (each run reads the database).
+SAFETY_INTERVAL = timedelta(minutes=1)
 
 T = TypeVar("T")
 
@@ -306,6 +308,19 @@ class Scheduler:
                 f"{name} every {every.total_seconds():.0f}s",
                 HOUSEKEEPING_GRACE,
             )
+        # A child's safety does not wait five minutes: late pickups and unanswered requests every minute.
+        specs["care:handovers"] = JobSpec(
+            "bot.jobs:watch_handovers",
+            IntervalTrigger(seconds=SAFETY_INTERVAL.total_seconds(), timezone=self.timezone),
+            f"handover watch every {SAFETY_INTERVAL.total_seconds():.0f}s",
+            SAFETY_INTERVAL,
+        )
+        specs["care:housekeeping"] = JobSpec(
+            "bot.jobs:care_housekeeping",
+            IntervalTrigger(seconds=every.total_seconds(), timezone=self.timezone),
+            f"care housekeeping every {every.total_seconds():.0f}s",
+            HOUSEKEEPING_GRACE,
+        )
         await self._in_worker(functools.partial(self._apply, specs))
 
     def _notice_spec(self, schedule: notices.Schedule) -> JobSpec:

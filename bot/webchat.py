@@ -29,7 +29,7 @@ from bot.demo import GROUPS, list_personas
 from bot.web import page_locale
 from handlers.dialog import Attachment, Event, Reply
 from handlers.dispatch import Deps, handle
-from storage import accounts, audit, notices, outbox
+from storage import accounts, agreements, audit, notices, outbox
 from storage.models import Person
 
 log = logging.getLogger(__name__)
@@ -249,7 +249,10 @@ class WebChat:
             raise web.HTTPNotFound()
         async with self.deps.sessionmaker() as session:
             account = await accounts.find_account(session, PLATFORM, chat_id)
-            allowed = account is not None and await notices.attachment_visible_to(session, account.id, path)
+            allowed = account is not None and (
+                await notices.attachment_visible_to(session, account.id, path)
+                or await agreements.document_visible_to(session, account.id, path)
+            )
         if not allowed:
             raise web.HTTPNotFound()
         try:

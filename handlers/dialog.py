@@ -140,6 +140,7 @@ class Context:
     state: ConversationState | None
     locale: str
     links: Links
+    files_dir: Path | None = None
 
     @property
     def account_id(self) -> int:
@@ -167,18 +168,39 @@ class Context:
         template: str,
         *,
         lane: Lane = Lane.INTERACTIVE,
-        buttons: Any = (),
+        buttons: ButtonsFor | None = None,
         **context: Any,
     ) -> int:
         """Queue a message to every account of a person, each in its own language."""
-        count = 0
         school_id = self.identity.school.id if self.identity.school else None
-        for account in await accounts.accounts_of_person(self.session, person_id):
-            text = messages.render(template, account.locale, **context)
-            reply = Reply(text, tuple(tuple(row) for row in buttons))
-            await outbox.enqueue(self.session, account.id, reply.to_payload(), lane=lane, school_id=school_id)
-            count += 1
-        return count
+        return await notify_person(
+            self.session, person_id, template, lane=lane, buttons=buttons, school_id=school_id, **context
+        )
+
+
+ButtonsFor = Callable[[str], list[list["Button"]]]
+"""Buttons for a message to someone else: built per recipient locale, so labels are theirs."""
+
+
+async def notify_person(
+    session: AsyncSession,
+    person_id: int,
+    template: str,
+    *,
+    lane: Lane = Lane.INTERACTIVE,
+    buttons: ButtonsFor | None = None,
+    school_id: int | None = None,
+    **context: Any,
+) -> int:
+    """Queue a message to every account of a person through the outbox, in each account's language."""
+    count = 0
+    for account in await accounts.accounts_of_person(session, person_id):
+        text = messages.render(template, account.locale, **context)
+        rows = buttons(account.locale) if buttons else []
+        reply = Reply(text, tuple(tuple(row) for row in rows))
+        await outbox.enqueue(session, account.id, reply.to_payload(), lane=lane, school_id=school_id)
+        count += 1
+    return count
 
 
 Step = Callable[[Context], Awaitable[list[Reply]]]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -23,6 +24,8 @@ class Deps:
     sessionmaker: async_sessionmaker[AsyncSession]
     links: Links
     default_locale: str = messages.DEFAULT_LOCALE
+    # Where flows may write files they send (under DATA_DIR); None where nothing is written.
+    files_dir: Path | None = None
 
 
 async def handle(event: Event, deps: Deps) -> list[Reply]:
@@ -45,6 +48,7 @@ async def handle(event: Event, deps: Deps) -> list[Reply]:
                 state=await conversations.get_state(session, account.id),
                 locale=account.locale,
                 links=deps.links,
+                files_dir=deps.files_dir,
             )
             return await route(ctx)
     except Exception:

@@ -3,7 +3,26 @@
 from __future__ import annotations
 
 import messages
-from handlers import cancel, fallback, language, menu, notices, settings, start, terms
+from handlers import (
+    absent,
+    agreement,
+    apply,
+    cancel,
+    fallback,
+    language,
+    menu,
+    notices,
+    offer,
+    pickup,
+    placement,
+    review,
+    settings,
+    start,
+    status,
+    terms,
+    today,
+    withdraw,
+)
 from handlers.dialog import Flow
 
 FLOWS: list[Flow] = [
@@ -14,6 +33,17 @@ FLOWS: list[Flow] = [
     language.FLOW,
     notices.FLOW,
     settings.FLOW,
+    apply.FLOW,
+    status.FLOW,
+    withdraw.FLOW,
+    offer.FLOW,
+    agreement.FLOW,
+    pickup.FLOW,
+    absent.FLOW,
+    today.FLOW,
+    review.FLOW,
+    placement.FLOW,
+    placement.GROUPS_FLOW,
     fallback.FLOW,  # must be last: answers whatever no other flow took
 ]
 

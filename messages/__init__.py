@@ -7,12 +7,14 @@ value fails a test instead of reaching a parent as "None".
 
 from __future__ import annotations
 
+import re
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 import yaml
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from markupsafe import Markup, escape
 
 from messages.markup import markdown, plain
 
@@ -72,7 +74,19 @@ def environment() -> Environment:
     env.filters["money"] = _money
     env.filters["markdown"] = markdown
     env.filters["plain"] = plain
+    env.filters["chat_html"] = chat_html
     return env
+
+
+_SIMPLE_TAGS = re.compile(r"&lt;(/?)(b|i|u|s|code|pre)&gt;")
+
+
+def chat_html(text: str) -> Markup:
+    """Chat text (Telegram's HTML subset) as page HTML: everything escaped again, then only the
+    simple formatting tags let through, so even a tampered stored text cannot inject markup."""
+    escaped = str(escape(text))
+    allowed = _SIMPLE_TAGS.sub(lambda m: f"<{m.group(1)}{m.group(2)}>", escaped)
+    return Markup(allowed.replace("\n", "<br>\n"))
 
 
 def _money(value: Any) -> str:

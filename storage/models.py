@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import enum
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Date,
     DateTime,
     ForeignKey,
     Index,
@@ -384,3 +385,285 @@ class NoticePreference(Base):
     # "HH:MM-HH:MM" in the school's time zone, or "" for no quiet hours.
     quiet_hours: Mapped[str] = mapped_column(String(11))
     updated_at: Mapped[datetime] = mapped_column(server_default=_now(), onupdate=_now())
+
+
+class ApplicationStatus(enum.StrEnum):
+    SUBMITTED = "submitted"  # waiting for the class teacher (班级初审)
+    CLASS_APPROVED = "class_approved"  # waiting for the school (学校核准)
+    APPROVED = "approved"  # approved, waiting for a place (统筹安排)
+    PLACED = "placed"
+    WAITING = "waiting"  # on the waiting list
+    OFFERED = "offered"  # a freed place is offered; the parent accepts or declines
+    REJECTED = "rejected"
+    WITHDRAWN = "withdrawn"
+
+
+ACTIVE_APPLICATION = (
+    ApplicationStatus.SUBMITTED.value,
+    ApplicationStatus.CLASS_APPROVED.value,
+    ApplicationStatus.APPROVED.value,
+    ApplicationStatus.PLACED.value,
+    ApplicationStatus.WAITING.value,
+    ApplicationStatus.OFFERED.value,
+)
+
+
+class ServiceGroup(Base):
+    """A group children are placed in: an activity, a room, weekdays, a capacity, staff on duty."""
+
+    __tablename__ = "service_group"
+    __table_args__ = (UniqueConstraint("school_id", "term", "name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    school_id: Mapped[int] = mapped_column(ForeignKey("school.id", ondelete="CASCADE"), index=True)
+    term: Mapped[str] = mapped_column(String(60))
+    name: Mapped[str] = mapped_column(String(100))
+    activity_type: Mapped[str] = mapped_column(String(32))
+    room: Mapped[str] = mapped_column(String(100), default="")
+    weekdays: Mapped[list[str]] = mapped_column(JSON)
+    capacity: Mapped[int] = mapped_column(Integer)
+    active: Mapped[bool] = mapped_column(default=True)
+
+
+class GroupDuty(Base):
+    """A member of staff on duty with a group; only with valid vetting (品德、健康、资质)."""
+
+    __tablename__ = "group_duty"
+    __table_args__ = (UniqueConstraint("group_id", "person_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    school_id: Mapped[int] = mapped_column(ForeignKey("school.id", ondelete="CASCADE"), index=True)
+    group_id: Mapped[int] = mapped_column(ForeignKey("service_group.id", ondelete="CASCADE"), index=True)
+    person_id: Mapped[int] = mapped_column(ForeignKey("person.id", ondelete="CASCADE"), index=True)
+    assigned_at: Mapped[datetime] = mapped_column(server_default=_now())
+
+
+class Vetting(Base):
+    """The moral, health and qualification checks of a person, with who checked and until when."""
+
+    __tablename__ = "vetting"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    school_id: Mapped[int] = mapped_column(ForeignKey("school.id", ondelete="CASCADE"), index=True)
+    person_id: Mapped[int] = mapped_column(ForeignKey("person.id", ondelete="CASCADE"), index=True)
+    moral_ok: Mapped[bool] = mapped_column()
+    health_ok: Mapped[bool] = mapped_column()
+    qualification_ok: Mapped[bool] = mapped_column()
+    checked_on: Mapped[date] = mapped_column(Date)
+    checked_by: Mapped[str] = mapped_column(String(100))
+    valid_until: Mapped[date] = mapped_column(Date)
+    note: Mapped[str] = mapped_column(String(500), default="")
+    recorded_at: Mapped[datetime] = mapped_column(server_default=_now())
+    expiry_warned_on: Mapped[date | None] = mapped_column(Date)
+
+
+class Application(Base):
+    """A parent's voluntary application for one child and one term, and every decision on it."""
+
+    __tablename__ = "application"
+    __table_args__ = (Index("ix_application_queue", "school_id", "term", "status"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    school_id: Mapped[int] = mapped_column(ForeignKey("school.id", ondelete="CASCADE"), index=True)
+    student_id: Mapped[int] = mapped_column(ForeignKey("student.id", ondelete="CASCADE"), index=True)
+    applicant_person_id: Mapped[int] = mapped_column(ForeignKey("person.id"), index=True)
+    terms_version_id: Mapped[int] = mapped_column(ForeignKey("terms_version.id"))
+    term: Mapped[str] = mapped_column(String(60))
+    status: Mapped[str] = mapped_column(String(20), default=ApplicationStatus.SUBMITTED.value)
+    weekdays: Mapped[list[str]] = mapped_column(JSON)
+    noon_care: Mapped[bool] = mapped_column(default=False)
+    lunch: Mapped[bool] = mapped_column(default=False)
+    activities: Mapped[list[str]] = mapped_column(JSON, default=list)
+    priority_claimed: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # What the class teacher confirmed (None until reviewed); only confirmed groups count.
+    priority_confirmed: Mapped[list[str] | None] = mapped_column(JSON)
+    waiver_requested: Mapped[bool] = mapped_column(default=False)
+    waiver_note: Mapped[str] = mapped_column(String(300), default="")
+    waiver: Mapped[str] = mapped_column(String(16), default="none")
+    applied_at: Mapped[datetime] = mapped_column()
+    class_reviewed_by: Mapped[int | None] = mapped_column(ForeignKey("person.id", ondelete="SET NULL"))
+    class_reviewed_at: Mapped[datetime | None] = mapped_column()
+    school_decided_by: Mapped[int | None] = mapped_column(ForeignKey("person.id", ondelete="SET NULL"))
+    school_decided_at: Mapped[datetime | None] = mapped_column()
+    reject_reason: Mapped[str | None] = mapped_column(String(500))
+    group_id: Mapped[int | None] = mapped_column(
+        ForeignKey("service_group.id", ondelete="SET NULL"), index=True
+    )
+    placed_at: Mapped[datetime | None] = mapped_column()
+    offer_expires_at: Mapped[datetime | None] = mapped_column()
+    closed_at: Mapped[datetime | None] = mapped_column()
+    # Signing the agreement: when it was asked for, and how many reminders went (at most two).
+    sign_requested_at: Mapped[datetime | None] = mapped_column()
+    sign_reminders: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class PlacementProposal(Base):
+    """A placement the school reviews before it takes effect (admins confirm)."""
+
+    __tablename__ = "placement_proposal"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    school_id: Mapped[int] = mapped_column(ForeignKey("school.id", ondelete="CASCADE"), index=True)
+    term: Mapped[str] = mapped_column(String(60))
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("person.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column()
+    status: Mapped[str] = mapped_column(String(16), default="proposed")  # proposed|confirmed|discarded
+    placements: Mapped[list[list[int]]] = mapped_column(JSON)  # [[application id, group id], ...]
+    waiting: Mapped[list[int]] = mapped_column(JSON)
+
+
+class Agreement(Base):
+    """A signed service agreement (课后服务协议书): the exact text shown, its SHA-256, who signed it,
+    when and where. Never changed once signed; new terms that change it lead to a new one."""
+
+    __tablename__ = "agreement"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    school_id: Mapped[int] = mapped_column(ForeignKey("school.id", ondelete="CASCADE"), index=True)
+    application_id: Mapped[int] = mapped_column(ForeignKey("application.id"), index=True)
+    student_id: Mapped[int] = mapped_column(ForeignKey("student.id"), index=True)
+    terms_version_id: Mapped[int] = mapped_column(ForeignKey("terms_version.id"))
+    signer_person_id: Mapped[int] = mapped_column(ForeignKey("person.id"), index=True)
+    signer_account_id: Mapped[int | None] = mapped_column(
+        ForeignKey("platform_account.id", ondelete="SET NULL")
+    )
+    platform: Mapped[str] = mapped_column(String(16))
+    locale: Mapped[str] = mapped_column(String(8))
+    text: Mapped[str] = mapped_column(Text)
+    sha256: Mapped[str] = mapped_column(String(64))
+    signed_at: Mapped[datetime] = mapped_column()
+    # Set when newer terms change what was agreed: the old agreement holds until they take effect.
+    valid_until: Mapped[datetime | None] = mapped_column()
+
+
+class PickupAdult(Base):
+    """An adult a parent authorised to collect a child; `only_on` makes it a one-day authorisation."""
+
+    __tablename__ = "pickup_adult"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    school_id: Mapped[int] = mapped_column(ForeignKey("school.id", ondelete="CASCADE"), index=True)
+    student_id: Mapped[int] = mapped_column(ForeignKey("student.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(100))
+    relation: Mapped[str] = mapped_column(String(32))
+    phone_tail: Mapped[str | None] = mapped_column(String(4))
+    code: Mapped[str] = mapped_column(String(4))
+    only_on: Mapped[date | None] = mapped_column(Date)
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("person.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(server_default=_now())
+    removed_at: Mapped[datetime | None] = mapped_column()
+
+
+class GoHomeAloneConsent(Base):
+    """A guardian's explicit consent that an older child may go home alone, kept like a signature."""
+
+    __tablename__ = "go_home_alone_consent"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    school_id: Mapped[int] = mapped_column(ForeignKey("school.id", ondelete="CASCADE"), index=True)
+    student_id: Mapped[int] = mapped_column(ForeignKey("student.id", ondelete="CASCADE"), index=True)
+    person_id: Mapped[int] = mapped_column(ForeignKey("person.id"), index=True)
+    account_id: Mapped[int | None] = mapped_column(ForeignKey("platform_account.id", ondelete="SET NULL"))
+    text_sha256: Mapped[str] = mapped_column(String(64))
+    consented_at: Mapped[datetime] = mapped_column()
+    revoked_at: Mapped[datetime | None] = mapped_column()
+
+
+class Absence(Base):
+    """A parent's notice that a child will not attend on some days."""
+
+    __tablename__ = "absence"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    school_id: Mapped[int] = mapped_column(ForeignKey("school.id", ondelete="CASCADE"), index=True)
+    student_id: Mapped[int] = mapped_column(ForeignKey("student.id", ondelete="CASCADE"), index=True)
+    first_day: Mapped[date] = mapped_column(Date)
+    last_day: Mapped[date] = mapped_column(Date)
+    reason: Mapped[str] = mapped_column(String(200))
+    reported_by: Mapped[int | None] = mapped_column(ForeignKey("person.id", ondelete="SET NULL"))
+    reported_at: Mapped[datetime] = mapped_column()
+
+
+class Attendance(Base):
+    """Present or absent, per child and service day (考勤)."""
+
+    __tablename__ = "attendance"
+    __table_args__ = (UniqueConstraint("student_id", "day"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    school_id: Mapped[int] = mapped_column(ForeignKey("school.id", ondelete="CASCADE"), index=True)
+    student_id: Mapped[int] = mapped_column(ForeignKey("student.id", ondelete="CASCADE"), index=True)
+    group_id: Mapped[int] = mapped_column(ForeignKey("service_group.id", ondelete="CASCADE"), index=True)
+    day: Mapped[date] = mapped_column(Date, index=True)
+    present: Mapped[bool] = mapped_column()
+    marked_by: Mapped[int | None] = mapped_column(ForeignKey("person.id", ondelete="SET NULL"))
+    marked_at: Mapped[datetime] = mapped_column()
+
+
+class Handover(Base):
+    """The one handover record of a child on a day (交接): to whom, by whom, when. Unique per day."""
+
+    __tablename__ = "handover"
+    __table_args__ = (UniqueConstraint("student_id", "day"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    school_id: Mapped[int] = mapped_column(ForeignKey("school.id", ondelete="CASCADE"), index=True)
+    student_id: Mapped[int] = mapped_column(ForeignKey("student.id", ondelete="CASCADE"), index=True)
+    group_id: Mapped[int] = mapped_column(ForeignKey("service_group.id", ondelete="CASCADE"), index=True)
+    day: Mapped[date] = mapped_column(Date, index=True)
+    kind: Mapped[str] = mapped_column(String(16))  # listed | one_time | allowed_once | alone
+    adult_id: Mapped[int | None] = mapped_column(ForeignKey("pickup_adult.id", ondelete="SET NULL"))
+    request_id: Mapped[int | None] = mapped_column(ForeignKey("handover_request.id", ondelete="SET NULL"))
+    adult_name: Mapped[str] = mapped_column(String(100))
+    relation: Mapped[str] = mapped_column(String(32))
+    code_verified: Mapped[bool] = mapped_column(default=False)
+    staff_person_id: Mapped[int] = mapped_column(ForeignKey("person.id"))
+    handed_at: Mapped[datetime] = mapped_column()
+
+
+class HandoverRequest(Base):
+    """An adult not on the list came: the parents allow or refuse this once; no answer escalates."""
+
+    __tablename__ = "handover_request"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    school_id: Mapped[int] = mapped_column(ForeignKey("school.id", ondelete="CASCADE"), index=True)
+    student_id: Mapped[int] = mapped_column(ForeignKey("student.id", ondelete="CASCADE"), index=True)
+    group_id: Mapped[int] = mapped_column(ForeignKey("service_group.id", ondelete="CASCADE"))
+    day: Mapped[date] = mapped_column(Date)
+    adult_name: Mapped[str] = mapped_column(String(100))
+    relation: Mapped[str] = mapped_column(String(32))
+    staff_person_id: Mapped[int] = mapped_column(ForeignKey("person.id"))
+    requested_at: Mapped[datetime] = mapped_column()
+    status: Mapped[str] = mapped_column(String(16), default="pending")  # pending|allowed|refused
+    decided_by: Mapped[int | None] = mapped_column(ForeignKey("person.id", ondelete="SET NULL"))
+    decided_at: Mapped[datetime | None] = mapped_column()
+    escalated_at: Mapped[datetime | None] = mapped_column()
+
+
+class LateAlert(Base):
+    """Late pickup alerts for a child on a day: how many went out, and whether the admin was told."""
+
+    __tablename__ = "late_alert"
+    __table_args__ = (UniqueConstraint("student_id", "day"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    school_id: Mapped[int] = mapped_column(ForeignKey("school.id", ondelete="CASCADE"), index=True)
+    student_id: Mapped[int] = mapped_column(ForeignKey("student.id", ondelete="CASCADE"), index=True)
+    day: Mapped[date] = mapped_column(Date)
+    alerts: Mapped[int] = mapped_column(Integer, default=0)
+    last_alert_at: Mapped[datetime | None] = mapped_column()
+    escalated_at: Mapped[datetime | None] = mapped_column()
+
+
+class DaySummary(Base):
+    """The end-of-day summary sent for a group, so it is sent once."""
+
+    __tablename__ = "day_summary"
+    __table_args__ = (UniqueConstraint("group_id", "day"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    school_id: Mapped[int] = mapped_column(ForeignKey("school.id", ondelete="CASCADE"), index=True)
+    group_id: Mapped[int] = mapped_column(ForeignKey("service_group.id", ondelete="CASCADE"))
+    day: Mapped[date] = mapped_column(Date)
+    sent_at: Mapped[datetime] = mapped_column()

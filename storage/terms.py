@@ -100,6 +100,13 @@ class Contact(_Strict):
     phone: str = ""
 
 
+class Responsibilities(_Strict):
+    """学校、家长依照协议落实各方责任: what each side undertakes in the service agreement."""
+
+    school: list[str] = Field(min_length=1)
+    parents: list[str] = Field(min_length=1)
+
+
 class TermsContent(_Strict):
     """What a school publishes; examples/terms.yaml shows every field."""
 
@@ -117,6 +124,12 @@ class TermsContent(_Strict):
     how_to_withdraw: str = Field(min_length=1, max_length=2000)
     voluntary_statement: str = Field(min_length=1, max_length=1000)
     contacts: list[Contact] = Field(default_factory=list)
+    pickup_rules: list[str] = Field(default_factory=list)
+    responsibilities: Responsibilities | None = None
+
+
+# What an agreement depends on: when any of these change, parents are asked to sign again.
+AGREEMENT_FIELDS = ("service_hours", "fees", "waiver", "safety_measures", "pickup_rules", "responsibilities")
 
 
 def canonical_json(content: dict[str, Any]) -> str:

@@ -16,6 +16,8 @@ from handlers.dispatch import Deps
 from storage.db import create_engine, create_sessionmaker, migrate
 from tests.parts import postgres_url, require
 
+pytest_plugins = ["tests.telegram_app"]
+
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
 

@@ -71,3 +71,56 @@ def test_mistakes_get_clear_answers_and_exit_code_2(tmp_path: Path):
 
     done = afterschool(tmp_path, "invite", "--role", "teacher", "--person", "S001", locale="en")
     assert done.returncode == 2 and "does not have the role teacher" in done.stderr
+
+
+def test_groups_vetting_and_placement_from_the_command_line(tmp_path: Path):
+    assert afterschool(tmp_path, "import-roster", str(EXAMPLES / "roster.csv")).returncode == 0
+    assert afterschool(tmp_path, "publish-terms", str(EXAMPLES / "terms.yaml")).returncode == 0
+
+    refused = afterschool(tmp_path, "groups", "import", str(EXAMPLES / "groups.yaml"))
+    assert refused.returncode == 2 and "T005" in refused.stderr and "vet-staff" in refused.stderr
+
+    for number in ("T005", "S001", "S002"):
+        done = afterschool(
+            tmp_path,
+            "vet-staff",
+            "--person",
+            number,
+            "--moral",
+            "pass",
+            "--health",
+            "pass",
+            "--qualification",
+            "pass",
+            "--checked-on",
+            "2026-08-01",
+            "--checked-by",
+            "周校长",
+            "--valid-until",
+            "2027-07-31",
+        )
+        assert done.returncode == 0, done.stderr
+    done = afterschool(tmp_path, "groups", "import", str(EXAMPLES / "groups.yaml"))
+    assert done.returncode == 0, done.stderr
+    assert "新建 4 个" in done.stdout
+
+    listed = afterschool(tmp_path, "groups", "list", locale="en")
+    assert "一年级作业辅导 (Homework help)" in listed.stdout and "刘洋" in listed.stdout
+
+    proposal = afterschool(tmp_path, "place")
+    assert proposal.returncode == 0 and "--confirm 1" in proposal.stdout
+    confirmed = afterschool(tmp_path, "place", "--confirm", "1")
+    assert confirmed.returncode == 0 and "安排 0 人" in confirmed.stdout
+    again = afterschool(tmp_path, "place", "--confirm", "1")
+    assert again.returncode == 2 and "已经确认" in again.stderr
+
+
+def test_a_lesson_group_is_refused(tmp_path: Path):
+    assert afterschool(tmp_path, "import-roster", str(EXAMPLES / "roster.csv")).returncode == 0
+    assert afterschool(tmp_path, "publish-terms", str(EXAMPLES / "terms.yaml")).returncode == 0
+    bad = tmp_path / "groups.yaml"
+    bad.write_text(
+        "groups:\n  - {name: 数学提高班, activity: lesson, weekdays: [mon], capacity: 30}\n", "utf-8"
+    )
+    done = afterschool(tmp_path, "groups", "import", str(bad), locale="en")
+    assert done.returncode == 2 and "groups.0.activity" in done.stderr and "补课" in done.stderr
