@@ -231,8 +231,7 @@ async def hand_over(
     )
     if existing is not None:
         return HandedOver(Outcome.ALREADY, existing)
-    today = await group_day(session, group, day, now)
-    if student_id not in {c.student_id for c in today.children}:
+    if not await rosters.expected(session, group, student_id, day, now):
         return HandedOver(Outcome.NOT_EXPECTED)
     kind, name, relation, verified = "", "", "", False
     if adult_id is not None:

@@ -56,3 +56,24 @@ async def day_roster(session: AsyncSession, group: ServiceGroup, day: date, now:
             line = RosterLine(app.id, student.id, student.name, cls.name, signed)
             (expected if signed else not_signed).append(line)
     return Roster(group, day, expected, not_signed)
+
+
+async def expected(
+    session: AsyncSession, group: ServiceGroup, student_id: int, day: date, now: datetime
+) -> bool:
+    """Is this one child on the group's roster that day? (The handover's check, without the roster.)"""
+    weekday = WEEKDAY_ORDER[day.weekday()]
+    if weekday not in group.weekdays:
+        return False
+    app = await session.scalar(
+        select(Application).where(
+            Application.group_id == group.id,
+            Application.student_id == student_id,
+            Application.status == ApplicationStatus.PLACED.value,
+        )
+    )
+    return (
+        app is not None
+        and weekday in app.weekdays
+        and await agreements.current(session, app.id, now) is not None
+    )
