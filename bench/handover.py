@@ -303,6 +303,8 @@ async def run_bench(args: argparse.Namespace, settings: Settings, engine: AsyncE
     )
     leadership = Leadership(engine, [sender], check_interval=settings.leader_check_seconds)
     await leadership.start()
+    while not leadership.is_leader:  # noqa: ASYNC110 - a new leader waits out its predecessor first
+        await asyncio.sleep(0.05)
     half = len(plan) // 2
     try:
         quiet = await hand_over_all(deps, sender, plan[:half], args.pace)

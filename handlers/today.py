@@ -96,7 +96,7 @@ async def pressed(ctx: Context, payload: str) -> list[Reply]:
         return [ctx.reply("today_not_allowed")]
     parts = payload.split(":")
     action, rest = parts[0], parts[1:]
-    ids = _ids(rest, {"ap": 1, "c": 2, "ab": 2, "n": 2, "al": 2, "h": 3, "r": 3}.get(action, -1))
+    ids = _ids(rest, {"ap": 1, "ro": 1, "c": 2, "ab": 2, "n": 2, "al": 2, "h": 3, "r": 3}.get(action, -1))
     if ids is None:
         return [ctx.reply("button_invalid")]
     group = await _group(ctx, ids[0])
@@ -106,6 +106,8 @@ async def pressed(ctx: Context, payload: str) -> list[Reply]:
     day, now = _today(ctx), utcnow()
     if action == "ap":
         await handover.mark(ctx.session, group, day, people, now, absent=[])
+        return await roster(ctx, group)
+    if action == "ro":
         return await roster(ctx, group)
     student_id = ids[1]
     if action == "c":
@@ -154,9 +156,10 @@ async def _after_handover(ctx: Context, group: ServiceGroup, result: handover.Ha
             staff=staff,
             time=when,
         )
+    # The roster is one tap away: building it here would hold the parents' message back.
+    back = [[Button(ctx.label("today.roster"), f"{KEY}:ro:{group.id}")]]
     return [
-        ctx.reply("today_handed_over", child=student.name if student else "", h=row, time=when),
-        *(await roster(ctx, group)),
+        ctx.reply("today_handed_over", child=student.name if student else "", h=row, time=when, buttons=back)
     ]
 
 

@@ -25,6 +25,9 @@ from storage.notices import Audience, Draft
 from storage.schools import resolve_school
 from tests.notice_helpers import at, inbox, school_with_people
 
+# The school-care checks (late pickups, offers, reminders, vetting) are jobs of their own.
+CARE_JOBS = {"care:handovers", "care:housekeeping"}
+
 
 async def sync_url(engine: AsyncEngine) -> str:
     """The test database for the job store's synchronous driver (the same schema on PostgreSQL)."""
@@ -68,7 +71,7 @@ async def test_a_recurring_notice_survives_a_restart(engine, sessionmaker, deps)
         await first.start()
         try:
             jobs = await first.jobs()
-            assert set(jobs) == {f"notice:{series.id}", "notices:digests", "notices:reminders"}
+            assert set(jobs) == {f"notice:{series.id}", "notices:digests", "notices:reminders", *CARE_JOBS}
             assert jobs[f"notice:{series.id}"].next_run_time == at(4, 16)
         finally:
             await first.stop()
@@ -117,6 +120,7 @@ async def test_missed_notices_run_once_within_grace_and_are_marked_missed_after(
                 f"notice:{weekly.id}",
                 "notices:digests",
                 "notices:reminders",
+                *CARE_JOBS,
             }
         finally:
             await scheduler.stop()
@@ -139,7 +143,8 @@ async def test_notices_stored_by_any_process_are_picked_up_and_stopped(engine, s
         # Stored by a chat worker or the command line: the leader adds the job and runs it on time.
         due = await create(sessionmaker, utcnow(), "马上发送", send_at=utcnow() + timedelta(seconds=1.5))
         await eventually(
-            lambda: _job_ids(scheduler), {f"notice:{due.id}", "notices:digests", "notices:reminders"}
+            lambda: _job_ids(scheduler),
+            {f"notice:{due.id}", "notices:digests", "notices:reminders", *CARE_JOBS},
         )
         await eventually(lambda: _count_inbox(sessionmaker, people.mother), 1)
         later = await create(sessionmaker, utcnow(), "以后再说", cron="0 16 * * fri")
