@@ -15,19 +15,6 @@ from storage.models import Lane, PickupAdult, SchoolClass, Student
 
 NAME = "pickup"
 KEY = "k"
-ALONE_MIN_GRADE = 3  # "older children": from grade three
-_NUMERALS = "一二三四五六七八九"
-
-
-def grade_number(grade: str) -> int | None:
-    """一年级 → 1, "Grade 3" → 3; None when the grade name says nothing usable."""
-    digits = re.search(r"\d+", grade)
-    if digits:
-        return int(digits.group())
-    for n, numeral in enumerate(_NUMERALS, start=1):
-        if grade.startswith(numeral):
-            return n
-    return None
 
 
 def _today(ctx: Context) -> date:
@@ -124,9 +111,8 @@ async def _alone_text(ctx: Context, student_id: int) -> tuple[str, str] | None:
     if student is None or student_id not in {c.student_id for c in ctx.identity.children}:
         return None
     cls = await ctx.session.get(SchoolClass, student.class_id)
-    grade = grade_number(cls.grade if cls else "")
-    if grade is None or grade < ALONE_MIN_GRADE:
-        return ctx.text("pickup_alone_too_young", child=student.name, grade=ALONE_MIN_GRADE), ""
+    if not pickup.old_enough_to_go_alone(cls.grade if cls else ""):
+        return ctx.text("pickup_alone_too_young", child=student.name, grade=pickup.ALONE_MIN_GRADE), ""
     text = ctx.text("pickup_alone_consent", child=student.name)
     return text, agreements.digest(text)
 

@@ -3,6 +3,7 @@ and absences the parents report. Only a guardian of the child changes any of it.
 
 from __future__ import annotations
 
+import re
 import secrets
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -18,6 +19,26 @@ MAX_ADULTS = 8
 MAX_NAME = 50
 MAX_RELATION = 20
 MAX_REASON = 200
+
+
+ALONE_MIN_GRADE = 3  # "older children" may go home alone: from grade three
+_NUMERALS = "一二三四五六七八九"
+
+
+def grade_number(grade: str) -> int | None:
+    """一年级 → 1, "Grade 3" → 3; None when the grade name says nothing usable."""
+    digits = re.search(r"\d+", grade)
+    if digits:
+        return int(digits.group())
+    for n, numeral in enumerate(_NUMERALS, start=1):
+        if grade.startswith(numeral):
+            return n
+    return None
+
+
+def old_enough_to_go_alone(grade: str) -> bool:
+    number = grade_number(grade)
+    return number is not None and number >= ALONE_MIN_GRADE
 
 
 class NotGuardian(PermissionError):

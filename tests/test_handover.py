@@ -168,3 +168,27 @@ async def test_two_staff_handing_over_the_same_child_at_once_make_one_record(dep
             )
             == 1
         )
+
+
+async def test_going_home_alone_needs_an_older_child_and_a_recorded_consent(deps, sessionmaker):
+    from storage.models import GoHomeAloneConsent, SchoolClass
+
+    parent, staff, student = await signed_family(deps, sessionmaker)
+    assert "3 年级及以上" in text_of(await parent.press(f"k:al:{student}"))  # 一年级: too young
+    async with sessionmaker.begin() as session:
+        for cls in await session.scalars(select(SchoolClass)):
+            cls.grade = "三年级"
+    offer = await parent.press(f"k:al:{student}")
+    assert "同意自行回家" in text_of(offer)
+    await parent.press(f"k:ay:{student}")
+    async with sessionmaker() as session:
+        consent = (await session.scalars(select(GoHomeAloneConsent))).one()
+        assert len(consent.text_sha256) == 64
+        group = (
+            await session.scalars(select(ServiceGroup).where(ServiceGroup.name == "一年级作业辅导"))
+        ).one()
+    menu = await staff.press(f"h:c:{group.id}:{student}")
+    alone = next(p for p in payloads(menu) if p.startswith("h:al:"))
+    assert "自行回家" in text_of(await staff.press(alone))
+    async with sessionmaker() as session:
+        assert (await session.scalars(select(Handover))).one().kind == "alone"
