@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import date, timedelta
 from pathlib import Path
 
+import yaml
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 import messages
-from bot import admin
+from bot import admin, enrollment_admin
 from bot.config import Settings
 from storage import directory, schools
 from storage.db import create_engine, create_sessionmaker, migrate
@@ -48,7 +50,29 @@ async def prepare_demo(sessionmaker: async_sessionmaker[AsyncSession]) -> bool:
         sessionmaker, EXAMPLES / "roster.csv", school_code=DEMO_SCHOOL_CODE, school_name=DEMO_SCHOOL_NAME
     )
     await admin.publish_terms_file(sessionmaker, EXAMPLES / "terms.yaml", school_code=DEMO_SCHOOL_CODE)
+    await _vet_and_group(sessionmaker)
     return True
+
+
+async def _vet_and_group(sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+    """Sample vetting for the staff examples/groups.yaml puts on duty, then the groups themselves,
+    so /groups, /place and /today have something to show."""
+    spec = yaml.safe_load((EXAMPLES / "groups.yaml").read_text(encoding="utf-8"))
+    today = date.today()
+    for number in sorted({n for g in spec["groups"] for n in g.get("staff", [])}):
+        await enrollment_admin.vet_staff(
+            sessionmaker,
+            number,
+            moral_ok=True,
+            health_ok=True,
+            qualification_ok=True,
+            checked_on=today - timedelta(days=30),
+            checked_by=DEMO_SCHOOL_NAME,
+            valid_until=today + timedelta(days=365),
+            note="demo",
+            school_code=DEMO_SCHOOL_CODE,
+        )
+    await enrollment_admin.import_groups_file(sessionmaker, EXAMPLES / "groups.yaml", None, DEMO_SCHOOL_CODE)
 
 
 async def list_personas(session: AsyncSession, locale: str) -> list[Persona]:
