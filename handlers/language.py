@@ -1,4 +1,4 @@
-"""/lang: switch between 中文 and English."""
+"""/lang: switch between Chinese and English."""
 
 from __future__ import annotations
 

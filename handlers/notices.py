@@ -79,7 +79,7 @@ TEXTS = Texts()
 def notice_reply(
     notice: Notice, school: School, delivery_id: int | None, locale: str, *, acked: bool
 ) -> Reply:
-    """The notice as its recipient sees it, with the 「已阅」 button while an acknowledgement is due."""
+    """The notice as its recipient sees it, with the "got it" button while an acknowledgement is due."""
     text = messages.render(
         "notice",
         locale,
@@ -370,7 +370,7 @@ async def list_mine(ctx: Context) -> list[Reply]:
 
 
 async def _open(ctx: Context, data: str) -> list[Reply]:
-    """Shows one of this chat's notices again (with 「已阅」 while it is still due)."""
+    """Shows one of this chat's notices again (with "got it" while it is still due)."""
     delivery_id = _id(data)
     found = await notices.delivery_of(ctx.session, delivery_id, ctx.account_id) if delivery_id else None
     if found is None or ctx.identity.school is None:
@@ -384,7 +384,7 @@ async def _open(ctx: Context, data: str) -> list[Reply]:
 
 
 async def _acknowledge(ctx: Context, data: str) -> list[Reply]:
-    """Records 「已阅」 for this chat's own delivery; anything else is refused and audited."""
+    """Records "got it" for this chat's own delivery; anything else is refused and audited."""
     result = await notices.acknowledge(ctx.session, _id(data) or 0, ctx.account_id, utcnow())
     if result.outcome is AckOutcome.ACKED and result.notice is not None:
         return [ctx.reply("notice_acked", title=result.notice.title, late=result.late)]
@@ -453,7 +453,10 @@ def report_reply(ctx: Context, report: notices.Report) -> Reply:
 
 
 def describe(row: notices.ReportRow, locale: str) -> str:
-    """A recipient as a teacher would say it: 董静（曹若曦的母亲，一年级(1)班）."""
+    """A recipient as a teacher would say it: name, relation and child, class.
+
+    For example 董静（曹若曦的母亲，一年级(1)班）.
+    """
     names = " / ".join(row.names) or "?"
     details = [
         messages.format_label(

@@ -1,4 +1,7 @@
-"""/terms: the school's published service terms (主动公开), the same as the public web page."""
+"""/terms: the school's published service terms, the same as the public web page.
+
+The policy asks schools to disclose them (主动公开).
+"""
 
 from __future__ import annotations
 
