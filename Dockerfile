@@ -7,6 +7,11 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     HTTP_PORT=8080 \
     DATA_DIR=/data
 
+# CJK fonts: survey charts are drawn with Chinese labels (matplotlib finds Noto Sans CJK).
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends fonts-noto-cjk \
+    && rm -rf /var/lib/apt/lists/*
+
 WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY bot ./bot

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from handlers.dialog import Links
 from handlers.enrollment_views import sign_buttons, tell_guardians
 from handlers.notices import TEXTS
-from storage import agreements, invites, notices, roster, schools, terms
+from storage import agreements, invites, notices, roster, schools, surveys, terms
 from storage.clock import utcnow
 from storage.invites import IssuedInvite
 from storage.models import Notice, Role, School, TermsVersion
@@ -277,3 +277,39 @@ def write_report_csv(report: notices.Report, path: Path) -> int:
                 ]
             )
     return len(report.rows)
+
+
+# -- surveys -------------------------------------------------------------------------------------
+
+
+async def schedule_survey_file(
+    sessionmaker: async_sessionmaker[AsyncSession], path: Path, school_code: str | None = None
+) -> tuple[School, surveys.Survey, int]:
+    """A survey from YAML (examples/survey.yaml), stored for the scheduler to open and close.
+    Returns the school, the survey and how many people its audience holds today."""
+    try:
+        data = yaml.safe_load(read_text(path))
+    except yaml.YAMLError as exc:
+        raise AdminError("bad_yaml", path=path, detail=str(exc)) from None
+    spec = surveys.parse_spec(data)
+    async with sessionmaker.begin() as session:
+        school = await school_for(session, school_code)
+        survey = await surveys.schedule_survey(session, school, spec, utcnow())
+        people = await surveys.audience_size(session, survey)
+    return school, survey, people
+
+
+async def list_surveys(
+    sessionmaker: async_sessionmaker[AsyncSession], school_code: str | None = None
+) -> tuple[School, list[surveys.Survey]]:
+    async with sessionmaker() as session:
+        school = await school_for(session, school_code)
+        return school, await surveys.list_surveys(session, school.id)
+
+
+async def cancel_survey(
+    sessionmaker: async_sessionmaker[AsyncSession], survey_id: int, school_code: str | None = None
+) -> surveys.Survey:
+    async with sessionmaker.begin() as session:
+        school = await school_for(session, school_code)
+        return await surveys.cancel_survey(session, school.id, survey_id)

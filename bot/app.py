@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from bot import dashboard
 from bot import web as web_pages
 from bot.channels import Channel
 from bot.config import Settings
@@ -52,6 +53,7 @@ async def open_runtime(settings: Settings, *, run_migrations: bool = True) -> Ru
         links=Links(settings.base_url(), settings.telegram_bot_username),
         default_locale=settings.default_locale,
         files_dir=settings.data_dir,
+        secret_key=settings.secret_key_bytes(),
     )
     channels: dict[str, Channel] = {}
     sender = Sender(
@@ -76,6 +78,7 @@ def build_web_app(runtime: Runtime) -> web.Application:
     app[web_pages.SESSIONMAKER] = runtime.sessionmaker
     app[web_pages.DEFAULT_LOCALE] = runtime.settings.default_locale
     web_pages.add_routes(app)
+    dashboard.add_routes(app, runtime.deps)
     return app
 
 

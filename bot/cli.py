@@ -30,6 +30,7 @@ from storage.db import create_engine, create_sessionmaker, migrate
 from storage.models import Role
 from storage.notices import NoticeError
 from storage.roster import RosterError
+from storage.surveys import SurveyError
 from storage.terms import effective_date
 
 log = logging.getLogger(__name__)
@@ -94,6 +95,18 @@ def build_parser() -> argparse.ArgumentParser:
     listing.add_argument("--school", default=None, help="school code (needed when there are several)")
     stop = actions.add_parser("cancel", help="stop a scheduled or recurring notice")
     stop.add_argument("id", type=int, metavar="ID")
+    survey = sub.add_parser("survey", help="surveys: schedule one from YAML, list them, cancel one")
+    survey_sub = survey.add_subparsers(dest="action", required=True, metavar="ACTION")
+    survey_schedule = survey_sub.add_parser(
+        "schedule", help="open, remind and close a survey on its times (see examples/survey.yaml)"
+    )
+    survey_schedule.add_argument("path", type=Path, metavar="FILE.yaml")
+    survey_schedule.add_argument("--school", default=None, help="school code (needed when there are several)")
+    survey_list = survey_sub.add_parser("list", help="surveys and feedback rounds with their response rates")
+    survey_list.add_argument("--school", default=None, help="school code (needed when there are several)")
+    survey_cancel = survey_sub.add_parser("cancel", help="stop a survey that has not closed yet")
+    survey_cancel.add_argument("id", type=int, metavar="ID")
+    survey_cancel.add_argument("--school", default=None, help="school code (needed when there are several)")
     grp = sub.add_parser("groups", help="service groups: import them from YAML, or list them")
     grp_sub = grp.add_subparsers(dest="groups_command", required=True, metavar="ACTION")
     grp_import = grp_sub.add_parser("import", help="create or update the term's groups from a YAML file")
@@ -150,6 +163,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         text = messages.format_label(f"notice_error.{exc.key}", locale, **exc.params)
         print(messages.format_label("cli.error", locale, message=text), file=sys.stderr)
         return 2
+    except SurveyError as exc:
+        text = messages.format_label(f"survey_error.{exc.key}", locale, **exc.params)
+        print(messages.format_label("cli.error", locale, message=text), file=sys.stderr)
+        return 2
 
 
 async def _dispatch(args: argparse.Namespace, settings: Settings, locale: str) -> int:
@@ -196,6 +213,8 @@ async def _dispatch(args: argparse.Namespace, settings: Settings, locale: str) -
             return await _enrollment(args, sessionmaker, locale)
         if args.command == "agreements":
             return await _agreements(args, sessionmaker, locale)
+        if args.command == "survey":
+            return await _survey(args, sessionmaker, locale)
     finally:
         await engine.dispose()
     raise AssertionError(args.command)
@@ -515,5 +534,46 @@ async def _agreements(args: argparse.Namespace, sessionmaker: Any, locale: str) 
             child=row.child,
             student_no=row.student_no,
             group=row.group,
+        )
+    return 0
+
+
+async def _survey(
+    args: argparse.Namespace, sessionmaker: async_sessionmaker[AsyncSession], locale: str
+) -> int:
+    if args.action == "schedule":
+        school, survey, people = await admin.schedule_survey_file(sessionmaker, args.path, args.school)
+        print(
+            format_label(
+                "cli.survey_scheduled",
+                locale,
+                id=survey.id,
+                title=survey.title,
+                opens=when(survey.opens_at, school),
+                closes=when(survey.closes_at, school),
+                people=people,
+                questions=len(survey.questions),
+            )
+        )
+        return 0
+    if args.action == "cancel":
+        survey = await admin.cancel_survey(sessionmaker, args.id, args.school)
+        print(format_label("cli.survey_cancelled", locale, id=survey.id))
+        return 0
+    school, found = await admin.list_surveys(sessionmaker, args.school)
+    if not found:
+        print(messages.label("cli.surveys_none", locale))
+    for s in found:
+        print(
+            format_label(
+                "cli.survey_line",
+                locale,
+                id=s.id,
+                status=messages.label(f"export.status_{s.status}", locale),
+                opens=when(s.opens_at, school),
+                closes=when(s.closes_at, school),
+                title=s.title,
+                invited=s.invited_people,
+            )
         )
     return 0

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import os
+import secrets
 from pathlib import Path
 
 from pydantic import Field, SecretStr
@@ -39,11 +43,31 @@ class Settings(BaseSettings):
     send_lease_seconds: float = Field(default=10.0, gt=0)  # how long a claimed row is held
     send_retry_base_seconds: float = Field(default=2.0, gt=0)  # first back-off after a transient error
     leader_check_seconds: float = Field(default=1.0, gt=0)  # leader re-check and standby retry
+    # Signs dashboard links and keys anonymous survey answers. Never stored in the database; when
+    # unset, one is made once in DATA_DIR/secret.key. Several workers must share one: set it.
+    secret_key: SecretStr | None = None
+    # Periodic feedback rounds (crontab line in the school's time zone; empty: none) and how long
+    # each round stays open.
+    feedback_rounds_cron: str = "0 18 1 * *"
+    feedback_round_days: int = Field(default=7, ge=1, le=31)
 
     def resolved_database_url(self) -> str:
         if self.database_url:
             return normalise_database_url(self.database_url)
         return f"sqlite+aiosqlite:///{(self.data_dir / 'afterschool.sqlite3').resolve()}"
+
+    def secret_key_bytes(self) -> bytes:
+        """The deployment's secret: SECRET_KEY, else DATA_DIR/secret.key (made once, owner-only)."""
+        if self.secret_key is not None and self.secret_key.get_secret_value():
+            return hashlib.sha256(self.secret_key.get_secret_value().encode()).digest()
+        path = self.data_dir / "secret.key"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with contextlib.suppress(FileExistsError):
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                with os.fdopen(fd, "w") as out:
+                    out.write(secrets.token_hex(32))
+        return hashlib.sha256(path.read_text().strip().encode()).digest()
 
     def base_url(self) -> str:
         """Where people reach our web pages (terms, web chat)."""

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 
-from bot import care
+from bot import care, surveys
 from bot.scheduler import current
 from handlers.notices import TEXTS
 from storage import notices
@@ -64,4 +64,19 @@ async def care_housekeeping() -> None:
         except Exception:  # one failing check must not stop the others
             log.exception("care job %s failed", job.__name__)
     if sent:
+        context.wake()
+
+
+async def survey_tick() -> None:
+    """Open, remind and close surveys; send the results of those closed."""
+    context = current()
+    if await surveys.tick(context.sessionmaker, utcnow(), context.files_dir):
+        context.wake()
+
+
+async def feedback_rounds() -> None:
+    """Start this period's feedback round for every group with children in it."""
+    context = current()
+    if await surveys.start_feedback_rounds(context.sessionmaker, utcnow(), days=context.feedback_days):
+        await surveys.tick(context.sessionmaker, utcnow(), context.files_dir)  # open them now
         context.wake()

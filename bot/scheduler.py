@@ -34,6 +34,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
@@ -77,6 +78,8 @@ class JobContext:
     sessionmaker: async_sessionmaker[AsyncSession]
     wake: Callable[[], None]
     notice_grace: timedelta
+    files_dir: Path | None = None  # DATA_DIR: where survey charts and exports are written
+    feedback_days: int = 7
 
 
 # The contexts of the schedulers running in this process: one, the leader's (a test may briefly
@@ -189,6 +192,9 @@ class Scheduler:
         sync_interval: float = SYNC_INTERVAL,
         notice_grace: timedelta = NOTICE_GRACE,
         housekeeping_interval: timedelta = HOUSEKEEPING_INTERVAL,
+        files_dir: Path | None = None,
+        feedback_cron: str = "",
+        feedback_days: int = 7,
     ) -> None:
         self.sessionmaker = sessionmaker
         self.sync_url = sync_url
@@ -197,6 +203,9 @@ class Scheduler:
         self.sync_interval = sync_interval
         self.notice_grace = notice_grace
         self.housekeeping_interval = housekeeping_interval
+        self.files_dir = files_dir
+        self.feedback_cron = feedback_cron
+        self.feedback_days = feedback_days
         self._scheduler: _OffLoopScheduler | None = None
         self._executor: _LoopExecutor | None = None
         self._worker: ThreadPoolExecutor | None = None
@@ -211,7 +220,13 @@ class Scheduler:
         cls, settings: Settings, sessionmaker: async_sessionmaker[AsyncSession], wake: Callable[[], None]
     ) -> Scheduler:
         return cls(
-            sessionmaker, sync_database_url(settings.resolved_database_url()), settings.timezone, wake=wake
+            sessionmaker,
+            sync_database_url(settings.resolved_database_url()),
+            settings.timezone,
+            wake=wake,
+            files_dir=settings.data_dir,
+            feedback_cron=settings.feedback_rounds_cron,
+            feedback_days=settings.feedback_round_days,
         )
 
     # -- life cycle ------------------------------------------------------------------------------
@@ -234,7 +249,9 @@ class Scheduler:
             timezone=self.timezone,
             event_loop=loop,
         )
-        self._context = JobContext(self.sessionmaker, self.wake, self.notice_grace)
+        self._context = JobContext(
+            self.sessionmaker, self.wake, self.notice_grace, self.files_dir, self.feedback_days
+        )
         _running.append(self._context)
         try:
             await self._in_worker(self._scheduler.start)
@@ -321,6 +338,20 @@ class Scheduler:
             f"care housekeeping every {every.total_seconds():.0f}s",
             HOUSEKEEPING_GRACE,
         )
+        # Surveys open, remind and close on the minute; their results follow the closing.
+        specs["surveys:tick"] = JobSpec(
+            "bot.jobs:survey_tick",
+            IntervalTrigger(seconds=SAFETY_INTERVAL.total_seconds(), timezone=self.timezone),
+            f"surveys every {SAFETY_INTERVAL.total_seconds():.0f}s",
+            HOUSEKEEPING_GRACE,
+        )
+        if self.feedback_cron:
+            specs["feedback:rounds"] = JobSpec(
+                "bot.jobs:feedback_rounds",
+                notices.cron_trigger(self.feedback_cron, self.timezone),
+                f"feedback rounds: cron {self.feedback_cron} ({self.timezone})",
+                timedelta(days=1),  # a round missed while down still starts that day
+            )
         await self._in_worker(functools.partial(self._apply, specs))
 
     def _notice_spec(self, schedule: notices.Schedule) -> JobSpec:
@@ -356,7 +387,7 @@ class Scheduler:
             )
             log.debug("scheduler: %s %s", "replaced" if job else "added", spec.signature)
         for job_id in existing.keys() - specs.keys():
-            if job_id.startswith("notice:"):
+            if job_id.startswith(("notice:", "feedback:")):
                 scheduler.remove_job(job_id)
                 log.info("scheduler: removed %s", job_id)
 

@@ -19,6 +19,7 @@ import re
 import warnings
 from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
+from html import unescape
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -50,6 +51,7 @@ log = logging.getLogger(__name__)
 
 PLATFORM = "telegram"
 MESSAGE_LIMIT = 4096  # Telegram's limit for one message, in UTF-16 code units after HTML parsing
+CAPTION_LIMIT = 1024  # the same for a photo's or a document's caption
 MAX_WEBHOOK_BODY = 1024 * 1024
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 POLL_TIMEOUT = timedelta(seconds=30)
@@ -332,30 +334,46 @@ class TelegramAdapter:
         return Delivery(Status.SENT)
 
     async def _send(self, chat_id: str, reply: Reply) -> list[Message]:
-        """Send a reply, split at Telegram's limit; the buttons go under the last part, and a
-        document (checked before anything is sent) follows as a file."""
-        document = reply.document.resolve(self.data_dir) if reply.document else None
-        if document is not None and not document.is_file():
-            raise FileNotFoundError(document.name)
-        parts = split_message(reply.text)
+        """Send a reply, split at Telegram's limit; the buttons go under the last part, and a file
+        (checked before anything is sent) follows. A photo whose text fits a caption carries the
+        text and the buttons itself, so a chart and what it shows stay one message."""
+        attachment = reply.photo or reply.document
+        file = attachment.resolve(self.data_dir) if attachment else None
+        if file is not None and not file.is_file():
+            raise FileNotFoundError(file.name)
         markup = _keyboard(reply.buttons)
+        bot = self.application.bot
+        if reply.photo is not None and file is not None and caption_fits(reply.text):
+            with file.open("rb") as fh:
+                return [
+                    await bot.send_photo(
+                        chat_id=chat_id,
+                        photo=fh,
+                        filename=reply.photo.filename,
+                        caption=reply.text or None,
+                        parse_mode=ParseMode.HTML,
+                        reply_markup=markup,
+                    )
+                ]
+        parts = split_message(reply.text)
         sent = []
         for number, part in enumerate(parts, start=1):
             sent.append(
-                await self.application.bot.send_message(
+                await bot.send_message(
                     chat_id=chat_id,
                     text=part,
                     parse_mode=ParseMode.HTML,
                     reply_markup=markup if number == len(parts) else None,
                 )
             )
-        if document is not None and reply.document is not None:
-            with document.open("rb") as fh:
-                sent.append(
-                    await self.application.bot.send_document(
-                        chat_id=chat_id, document=fh, filename=reply.document.filename
+        if file is not None and attachment is not None:
+            with file.open("rb") as fh:
+                if reply.photo is not None:
+                    sent.append(await bot.send_photo(chat_id=chat_id, photo=fh, filename=attachment.filename))
+                else:
+                    sent.append(
+                        await bot.send_document(chat_id=chat_id, document=fh, filename=attachment.filename)
                     )
-                )
         return sent
 
 
@@ -421,6 +439,11 @@ def _retry_seconds(exc: RetryAfter) -> float:
 # -- splitting long messages ----------------------------------------------------------------------
 
 _TAG = re.compile(r"<(/?)([a-zA-Z][a-zA-Z0-9-]*)\b[^<>]*>")
+
+
+def caption_fits(text: str) -> bool:
+    """Whether the text fits Telegram's caption limit, counted (as Telegram does) after parsing."""
+    return _units(unescape(_TAG.sub("", text))) <= CAPTION_LIMIT
 
 
 def split_message(text: str, limit: int = MESSAGE_LIMIT) -> list[str]:

@@ -9,15 +9,17 @@ and asks for a retry when none is open, and a tab that connects wakes the sender
 from __future__ import annotations
 
 import asyncio
+import base64
 import functools
 import hashlib
+import hmac
 import json
 import logging
 import re
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -68,18 +70,16 @@ SCRIPT_LABELS = {
 
 _dumps = functools.partial(json.dumps, ensure_ascii=False)
 NO_SNIFF = {"X-Content-Type-Options": "nosniff", "Cache-Control": "private, no-store"}
-
-
-def _frame(reply: Reply) -> dict[str, Any]:
-    """A reply for the page; a document becomes a download link (never a path on the server)."""
-    frame: dict[str, Any] = {"type": "reply", **reply.to_payload()}
-    document = frame.pop("document", None)
-    if document:
-        frame["document"] = {
-            "name": document["filename"],
-            "url": "/chat/files/" + quote(str(document["path"]).removeprefix("attachments/")),
-        }
-    return frame
+# Files the page may show inline (as an <img>); anything else is only ever a download, so a file
+# that a browser would run (HTML, SVG) never opens on our origin.
+INLINE_IMAGES = {
+    ".png": "image/png",
+    ".jpg": "image/jpeg",
+    ".jpeg": "image/jpeg",
+    ".gif": "image/gif",
+    ".webp": "image/webp",
+}
+FILE_LINK = "web-chat-file"  # what the file links' HMAC is for, so it cannot stand for another use
 
 
 class FrameError(ValueError):
@@ -144,7 +144,7 @@ class WebChat:
         app.router.add_get("/chat", self.page)
         app.router.add_get("/chat/ws", self.socket)
         app.router.add_static("/chat/static/", STATIC)
-        app.router.add_get("/chat/files/{token}/{name}", self.download)
+        app.router.add_get("/chat/files/{signature}/{path:.+}", self.download)
         if self.demo:
             app.router.add_get("/chat/personas", self.personas)
             app.router.add_post("/chat/persona", self.choose_persona)
@@ -154,7 +154,7 @@ class WebChat:
 
     async def deliver(self, chat_id: str, reply: Reply) -> Delivery:
         """Push to every open tab of the chat; with none open the row waits in the outbox."""
-        frame = _frame(reply)
+        frame = self._frame(chat_id, reply)
         sent = False
         for sock in list(self._sockets.get(chat_id, ())):
             sent = await self._send(sock, frame) or sent
@@ -242,27 +242,40 @@ class WebChat:
         return response
 
     async def download(self, request: web.Request) -> web.StreamResponse:
-        """An attachment, only for a chat that a notice carrying it was delivered to."""
-        path = f"attachments/{request.match_info['token']}/{request.match_info['name']}"
+        """A file named in a message to this browser's chat, and only for that chat: the link is
+        signed for the chat and the path, so the page cannot ask for any other file. A notice's
+        attachment or an agreement's copy also still needs its own rule (a recipient of the notice,
+        a guardian of the child, as of now). Whatever the link, the file must lie under DATA_DIR."""
+        signature, path = request.match_info["signature"], request.match_info["path"]
         chat_id = self._chat_id(request)
         if chat_id is None or self.data_dir is None:
             raise web.HTTPNotFound()
-        async with self.deps.sessionmaker() as session:
-            account = await accounts.find_account(session, PLATFORM, chat_id)
-            allowed = account is not None and (
-                await notices.attachment_visible_to(session, account.id, path)
-                or await agreements.document_visible_to(session, account.id, path)
-            )
-        if not allowed:
+        if not hmac.compare_digest(signature.encode(), self._file_signature(chat_id, path).encode()):
+            raise web.HTTPNotFound()
+        if path.startswith("attachments/") and not await self._may_open_attachment(chat_id, path):
             raise web.HTTPNotFound()
         try:
-            file = Attachment(request.match_info["name"], path).resolve(self.data_dir)
+            file = Attachment(PurePosixPath(path).name, path).resolve(self.data_dir)
         except ValueError:
             raise web.HTTPNotFound() from None
         if not file.is_file():
             raise web.HTTPNotFound()
-        disposition = f"attachment; filename*=UTF-8''{quote(file.name)}"
-        return web.FileResponse(file, headers={"Content-Disposition": disposition, **NO_SNIFF})
+        image = INLINE_IMAGES.get(file.suffix.lower())
+        disposition = f"{'inline' if image else 'attachment'}; filename*=UTF-8''{quote(file.name)}"
+        headers = {"Content-Disposition": disposition, **NO_SNIFF}
+        if image:
+            headers["Content-Type"] = image
+        return web.FileResponse(file, headers=headers)
+
+    async def _may_open_attachment(self, chat_id: str, path: str) -> bool:
+        """The rule for files under attachments/: the notice was delivered to this account, or the
+        agreement is about a child this account's person is a guardian of."""
+        async with self.deps.sessionmaker() as session:
+            account = await accounts.find_account(session, PLATFORM, chat_id)
+            return account is not None and (
+                await notices.attachment_visible_to(session, account.id, path)
+                or await agreements.document_visible_to(session, account.id, path)
+            )
 
     # --- WebSocket ---
 
@@ -310,7 +323,7 @@ class WebChat:
         replies = await handle(event, self.deps)
         self.wake()  # the event may have queued messages to other people
         for reply in replies:
-            await self._send(sock, _frame(reply))
+            await self._send(sock, self._frame(chat_id, reply))
 
     async def _send_error(self, sock: _Socket, code: str, locale: str) -> None:
         text = messages.label(f"web.chat_error_{code}", locale)
@@ -334,6 +347,27 @@ class WebChat:
                 await sock.ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutdown")
 
     # --- helpers ---
+
+    def _frame(self, chat_id: str, reply: Reply) -> dict[str, Any]:
+        """A reply for the page. A document becomes a download link and a photo an image link,
+        both to our file route and signed for this chat (the page never names a file itself)."""
+        frame: dict[str, Any] = {"type": "reply", **reply.to_payload()}
+        for kind in ("document", "photo"):
+            file = frame.pop(kind, None)
+            if file:
+                frame[kind] = {"name": file["filename"], "url": self.file_url(chat_id, str(file["path"]))}
+        return frame
+
+    def file_url(self, chat_id: str, path: str) -> str:
+        """Where this chat's page gets the file at `path` (relative to DATA_DIR)."""
+        return f"/chat/files/{self._file_signature(chat_id, path)}/{quote(path)}"
+
+    def _file_signature(self, chat_id: str, path: str) -> str:
+        """An HMAC of the chat and the path under the deployment's secret: unguessable, and the
+        same in every worker that shares the secret, so nothing about sent files is stored."""
+        message = "\0".join((FILE_LINK, chat_id, path)).encode("utf-8", "surrogatepass")
+        digest = hmac.new(self.deps.secret_key, message, hashlib.sha256).digest()
+        return base64.urlsafe_b64encode(digest[:18]).decode()
 
     def _same_origin(self, request: web.Request) -> bool:
         """Refuse pages of other sites (cross-site WebSocket hijacking); non-browsers send no Origin."""

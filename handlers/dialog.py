@@ -83,11 +83,18 @@ class Attachment:
 
 @dataclass(frozen=True)
 class Reply:
-    """A message: Telegram-HTML text, optional rows of buttons and an optional document."""
+    """A message: Telegram-HTML text, optional rows of buttons and at most one file: a document
+    (downloaded) or a photo (shown inline, e.g. a survey chart as PNG)."""
 
     text: str
     buttons: tuple[tuple[Button, ...], ...] = ()
     document: Attachment | None = None
+    photo: Attachment | None = None
+
+    def __post_init__(self) -> None:
+        # Telegram sends one file per message, and the channels place the text around that one.
+        if self.document is not None and self.photo is not None:
+            raise ValueError("a reply carries a document or a photo, not both")
 
     def to_payload(self) -> dict[str, Any]:
         payload: dict[str, Any] = {
@@ -98,6 +105,8 @@ class Reply:
         }
         if self.document is not None:
             payload["document"] = {"filename": self.document.filename, "path": self.document.path}
+        if self.photo is not None:
+            payload["photo"] = {"filename": self.photo.filename, "path": self.photo.path}
         return payload
 
     @classmethod
@@ -106,9 +115,10 @@ class Reply:
             tuple(Button(b["label"], b.get("payload"), b.get("url")) for b in row)
             for row in data.get("buttons", [])
         )
-        doc = data.get("document")
+        doc, pic = data.get("document"), data.get("photo")  # rows written before photos have no "photo"
         document = Attachment(str(doc["filename"]), str(doc["path"])) if doc else None
-        return cls(str(data["text"]), rows, document)
+        photo = Attachment(str(pic["filename"]), str(pic["path"])) if pic else None
+        return cls(str(data["text"]), rows, document, photo)
 
 
 @dataclass
@@ -141,6 +151,7 @@ class Context:
     locale: str
     links: Links
     files_dir: Path | None = None
+    secret_key: bytes = b""
 
     @property
     def account_id(self) -> int:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+import secrets
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -26,6 +27,8 @@ class Deps:
     default_locale: str = messages.DEFAULT_LOCALE
     # Where flows may write files they send (under DATA_DIR); None where nothing is written.
     files_dir: Path | None = None
+    # The deployment's secret (dashboard links, anonymous answers); tests get a fresh random one.
+    secret_key: bytes = field(default_factory=lambda: secrets.token_bytes(32))
 
 
 async def handle(event: Event, deps: Deps) -> list[Reply]:
@@ -49,6 +52,7 @@ async def handle(event: Event, deps: Deps) -> list[Reply]:
                 locale=account.locale,
                 links=deps.links,
                 files_dir=deps.files_dir,
+                secret_key=deps.secret_key,
             )
             return await route(ctx)
     except Exception:

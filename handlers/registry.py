@@ -8,7 +8,9 @@ from handlers import (
     agreement,
     apply,
     cancel,
+    dashboard,
     fallback,
+    feedback,
     language,
     menu,
     notices,
@@ -19,6 +21,7 @@ from handlers import (
     settings,
     start,
     status,
+    survey,
     terms,
     today,
     withdraw,
@@ -44,6 +47,9 @@ FLOWS: list[Flow] = [
     review.FLOW,
     placement.FLOW,
     placement.GROUPS_FLOW,
+    survey.FLOW,
+    feedback.FLOW,
+    dashboard.FLOW,
     fallback.FLOW,  # must be last: answers whatever no other flow took
 ]
 

@@ -667,3 +667,179 @@ class DaySummary(Base):
     group_id: Mapped[int] = mapped_column(ForeignKey("service_group.id", ondelete="CASCADE"))
     day: Mapped[date] = mapped_column(Date)
     sent_at: Mapped[datetime] = mapped_column()
+
+
+# -- surveys, feedback and the committee dashboard ---------------------------------------------
+
+
+class SurveyStatus(enum.StrEnum):
+    SCHEDULED = "scheduled"  # stored, waiting for its opening time
+    OPEN = "open"  # invitations sent; answers taken until closes_at
+    CLOSED = "closed"  # results final; the summary went to the committee and admins
+    CANCELLED = "cancelled"
+
+
+class QuestionKind(enum.StrEnum):
+    SINGLE = "single"
+    MULTIPLE = "multiple"
+    RATING = "rating"  # 1–5
+    TEXT = "text"  # short free text
+
+
+class Survey(Base):
+    """A questionnaire for an audience, open between two times. `kind` is "survey" (defined by
+    an admin or the committee) or "feedback" (a periodic round about one service group)."""
+
+    __tablename__ = "survey"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    school_id: Mapped[int] = mapped_column(ForeignKey("school.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(16), default="survey")
+    title: Mapped[str] = mapped_column(String(200))
+    intro: Mapped[str] = mapped_column(Text, default="")
+    anonymous: Mapped[bool] = mapped_column(default=False)
+    # "school", "grade", "class", "group" (a service group id) or "role", and what it names.
+    audience_kind: Mapped[str] = mapped_column(String(16))
+    audience_value: Mapped[str] = mapped_column(String(100), default="")
+    group_id: Mapped[int | None] = mapped_column(
+        ForeignKey("service_group.id", ondelete="SET NULL"), index=True
+    )
+    opens_at: Mapped[datetime] = mapped_column()
+    closes_at: Mapped[datetime] = mapped_column()
+    # Hours before closing at which non-respondents are reminded (at most two).
+    reminder_hours: Mapped[list[int]] = mapped_column(JSON, default=list)
+    reminders_sent: Mapped[int] = mapped_column(Integer, default=0)
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    invited_people: Mapped[int] = mapped_column(Integer, default=0)
+    created_by_person_id: Mapped[int | None] = mapped_column(ForeignKey("person.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column()
+    opened_at: Mapped[datetime | None] = mapped_column()
+    closed_at: Mapped[datetime | None] = mapped_column()
+    # When the results went to the committee and admins (sent once, after closing).
+    summary_sent_at: Mapped[datetime | None] = mapped_column()
+
+    questions: Mapped[list[SurveyQuestion]] = relationship(
+        order_by="SurveyQuestion.position", lazy="selectin", cascade="all, delete-orphan"
+    )
+
+
+class SurveyQuestion(Base):
+    __tablename__ = "survey_question"
+    __table_args__ = (UniqueConstraint("survey_id", "position"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    survey_id: Mapped[int] = mapped_column(ForeignKey("survey.id", ondelete="CASCADE"), index=True)
+    position: Mapped[int] = mapped_column(Integer)  # 1, 2, … in the order asked
+    kind: Mapped[str] = mapped_column(String(16))
+    text: Mapped[str] = mapped_column(String(300))
+    options: Mapped[list[str]] = mapped_column(JSON, default=list)
+    required: Mapped[bool] = mapped_column(default=True)
+
+
+class SurveyInvitation(Base):
+    """A person asked to answer: whom to remind, and the response rate. For an anonymous survey
+    it says only *that* the person answered, never which response is theirs."""
+
+    __tablename__ = "survey_invitation"
+    __table_args__ = (UniqueConstraint("survey_id", "person_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    school_id: Mapped[int] = mapped_column(ForeignKey("school.id", ondelete="CASCADE"), index=True)
+    survey_id: Mapped[int] = mapped_column(ForeignKey("survey.id", ondelete="CASCADE"), index=True)
+    person_id: Mapped[int] = mapped_column(ForeignKey("person.id", ondelete="CASCADE"), index=True)
+    responded: Mapped[bool] = mapped_column(default=False)
+    declined: Mapped[bool] = mapped_column(default=False)  # "not now": no reminders for this one
+    reminders_sent: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class SurveyResponse(Base):
+    """One person's answers. Named: `person_id` is set. Anonymous: `person_id` is NULL and
+    `respondent_key` is an HMAC of the person under the deployment's secret key (not stored in
+    the database), so it only stops a second response; it is erased when the survey closes.
+    Anonymous responses carry no time of answering."""
+
+    __tablename__ = "survey_response"
+    __table_args__ = (UniqueConstraint("survey_id", "respondent_key"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    school_id: Mapped[int] = mapped_column(ForeignKey("school.id", ondelete="CASCADE"), index=True)
+    survey_id: Mapped[int] = mapped_column(ForeignKey("survey.id", ondelete="CASCADE"), index=True)
+    respondent_key: Mapped[str | None] = mapped_column(String(64))
+    person_id: Mapped[int | None] = mapped_column(ForeignKey("person.id", ondelete="SET NULL"), index=True)
+    # The class (for breakdowns, shown only with three respondents or more).
+    segment: Mapped[str] = mapped_column(String(100), default="")
+    submitted: Mapped[bool] = mapped_column(default=False)
+    submitted_at: Mapped[datetime | None] = mapped_column()  # named surveys only
+
+
+class SurveyAnswer(Base):
+    """One answer: a choice (option index from 0, or the rating 1–5) or a text. A multiple-choice
+    answer has one row per option ticked plus one row with neither (so respondents are counted
+    without DISTINCT). `survey_id` and the response's `segment` are repeated so that one scan of
+    one index counts everything (docs/surveys.md)."""
+
+    __tablename__ = "survey_answer"
+    __table_args__ = (
+        Index("ix_survey_answer_count", "survey_id", "counted", "question_id", "choice", "segment"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    survey_id: Mapped[int] = mapped_column(ForeignKey("survey.id", ondelete="CASCADE"))
+    response_id: Mapped[int] = mapped_column(ForeignKey("survey_response.id", ondelete="CASCADE"), index=True)
+    question_id: Mapped[int] = mapped_column(ForeignKey("survey_question.id", ondelete="CASCADE"))
+    choice: Mapped[int | None] = mapped_column(Integer)
+    text: Mapped[str | None] = mapped_column(String(1000))
+    segment: Mapped[str] = mapped_column(String(100), default="")
+    # False while the response is not submitted yet: counting reads only counted answers.
+    counted: Mapped[bool] = mapped_column(default=False)
+
+
+class FeedbackSetting(Base):
+    """A person who turned periodic feedback rounds off (自愿: no nagging)."""
+
+    __tablename__ = "feedback_setting"
+
+    person_id: Mapped[int] = mapped_column(ForeignKey("person.id", ondelete="CASCADE"), primary_key=True)
+    school_id: Mapped[int] = mapped_column(ForeignKey("school.id", ondelete="CASCADE"), index=True)
+    rounds_off: Mapped[bool] = mapped_column(default=True)
+    updated_at: Mapped[datetime] = mapped_column()
+
+
+class Feedback(Base):
+    """A comment or concern sent with /feedback. Anonymous: no person and only the day it came."""
+
+    __tablename__ = "feedback"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    school_id: Mapped[int] = mapped_column(ForeignKey("school.id", ondelete="CASCADE"), index=True)
+    person_id: Mapped[int | None] = mapped_column(ForeignKey("person.id", ondelete="SET NULL"), index=True)
+    group_id: Mapped[int | None] = mapped_column(ForeignKey("service_group.id", ondelete="SET NULL"))
+    text: Mapped[str] = mapped_column(String(2000))
+    received_on: Mapped[date] = mapped_column(Date)
+
+
+class DashboardLink(Base):
+    """A one-time sign-in link to the committee dashboard: only a hash of its secret is kept."""
+
+    __tablename__ = "dashboard_link"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    school_id: Mapped[int] = mapped_column(ForeignKey("school.id", ondelete="CASCADE"), index=True)
+    person_id: Mapped[int] = mapped_column(ForeignKey("person.id", ondelete="CASCADE"), index=True)
+    secret_hash: Mapped[str] = mapped_column(String(64))
+    expires_at: Mapped[datetime] = mapped_column()
+    used_at: Mapped[datetime | None] = mapped_column()
+
+
+class DashboardSession(Base):
+    """A signed-in browser: the cookie holds the secret, the database only its hash."""
+
+    __tablename__ = "dashboard_session"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    school_id: Mapped[int] = mapped_column(ForeignKey("school.id", ondelete="CASCADE"), index=True)
+    person_id: Mapped[int] = mapped_column(ForeignKey("person.id", ondelete="CASCADE"), index=True)
+    secret_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column()
+    last_seen_at: Mapped[datetime] = mapped_column()
+    ended_at: Mapped[datetime | None] = mapped_column()

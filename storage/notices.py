@@ -209,7 +209,7 @@ def _guardians(school_id: int) -> Select[Any]:
     )
 
 
-def _people(school_id: int, audience: Audience) -> Any:
+def audience_people(school_id: int, audience: Audience) -> Any:
     """A selectable of the audience's person ids (guardians only of pupils still on the roll)."""
     if audience.kind == "grade":
         return _guardians(school_id).where(SchoolClass.grade == audience.value)
@@ -251,7 +251,7 @@ class Recipients:
 
 async def resolve_audience(session: AsyncSession, school_id: int, audience: Audience) -> Recipients:
     """The audience's people, their accounts (each once) and how many have not joined the bot."""
-    people = _people(school_id, audience).subquery()
+    people = audience_people(school_id, audience).subquery()
     person_ids = set(await session.scalars(select(people.c.person_id)))
     bindings = (
         await session.execute(
@@ -309,7 +309,7 @@ async def get_preference(session: AsyncSession, account_id: int) -> Preference:
     return Preference(row.digest_time, row.quiet_hours) if row else Preference()
 
 
-async def _preferences(session: AsyncSession, account_ids: Iterable[int]) -> dict[int, Preference]:
+async def preferences_of(session: AsyncSession, account_ids: Iterable[int]) -> dict[int, Preference]:
     ids = list(account_ids)
     rows = await session.scalars(select(NoticePreference).where(NoticePreference.account_id.in_(ids)))
     return {r.account_id: Preference(r.digest_time, r.quiet_hours) for r in rows}
@@ -461,7 +461,7 @@ async def _issue(
         notice.ack_deadline = now + timedelta(hours=notice.ack_within_hours)
     recipients = await resolve_audience(session, school.id, audience_of(notice))
     notice.people_count, notice.not_joined_count = recipients.people, recipients.not_joined
-    people = _people(school.id, audience_of(notice)).subquery()
+    people = audience_people(school.id, audience_of(notice)).subquery()
     rows = (
         await session.execute(
             select(PlatformAccount, NoticePreference)
@@ -649,7 +649,7 @@ async def send_digests(
     by_account: dict[int, list[tuple[NoticeDelivery, Notice]]] = defaultdict(list)
     for delivery, notice in held:
         by_account[delivery.account_id].append((delivery, notice))
-    preferences = await _preferences(session, by_account)
+    preferences = await preferences_of(session, by_account)
     written = 0
     for acc_id, items in by_account.items():
         preference = preferences.get(acc_id, Preference())
@@ -704,7 +704,7 @@ async def send_reminders(session: AsyncSession, now: datetime, composer: Compose
             .order_by(NoticeDelivery.id)
         )
     ).all()
-    preferences = await _preferences(session, {d.account_id for d, _, _ in rows})
+    preferences = await preferences_of(session, {d.account_id for d, _, _ in rows})
     queued = 0
     for delivery, notice, reached_at in rows:
         assert notice.ack_deadline is not None
@@ -1013,7 +1013,7 @@ async def _details(
 
 async def _not_joined(session: AsyncSession, school_id: int, audience: Audience) -> list[ReportRow]:
     """People of the audience without a chat account (as of now), so the school can reach them."""
-    people = _people(school_id, audience).subquery()
+    people = audience_people(school_id, audience).subquery()
     rows = (
         await session.execute(
             select(Person.id, Person.name)

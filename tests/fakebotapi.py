@@ -29,6 +29,10 @@ more, for example::
 
 `block(chat_id)` makes sends to that chat fail with 403, as when a person blocks the bot.
 
+Files sent by upload (sendPhoto, sendDocument) are kept: `fake.sent[i].photo` (or `.document`) is an
+`Upload` with the multipart filename and the bytes, so a test can check the very file that went out.
+An uploaded photo must be an image (PNG, JPEG, GIF or WebP), as Telegram's image processing requires.
+
 Telegram's flood limits are a rule you switch on: `flood = fake.enforce_limits(per_second=30)`
 answers 429 with `parameters.retry_after` to every message over a limit (per bot per second, per
 private chat, per group chat: a negative chat id) and to every message during the wait it asked
@@ -88,6 +92,8 @@ HTML_TAGS = frozenset(
 )  # fmt: skip
 _TAG = re.compile(r"<(/?)([a-zA-Z][a-zA-Z0-9-]*)\b[^<>]*>")
 _COMMAND = re.compile(r"[a-z0-9_]{1,32}")
+# How the image formats Telegram takes as a photo start.
+IMAGE_MAGIC = (b"\x89PNG", b"\xff\xd8\xff", b"GIF8", b"RIFF")  # RIFF: WebP
 # Methods that send a message to a chat: what Telegram's flood limits count.
 SEND_METHODS = frozenset(
     {"sendMessage", "sendPhoto", "sendDocument", "sendAudio", "sendVideo", "sendVoice", "sendMediaGroup"}
@@ -118,8 +124,17 @@ class Call:
 
 
 @dataclass(frozen=True)
+class Upload:
+    """A file that came as a multipart upload: its filename and its bytes."""
+
+    filename: str
+    data: bytes
+
+
+@dataclass(frozen=True)
 class Sent:
-    """A message the bot sent: `text` is what the person sees (tags stripped), `html` what was sent."""
+    """A message the bot sent: `text` is what the person sees (tags stripped), `html` what was sent;
+    for sendPhoto / sendDocument the text is the caption and the uploaded file is kept."""
 
     chat_id: str
     message_id: int
@@ -128,6 +143,8 @@ class Sent:
     reply_markup: dict[str, Any] | None
     method: str = "sendMessage"
     at: float = field(default_factory=time.monotonic)  # when Telegram accepted it
+    photo: Upload | None = None  # None also when the photo was a file_id or a URL
+    document: Upload | None = None
 
     @property
     def buttons(self) -> list[dict[str, Any]]:
@@ -611,9 +628,13 @@ class FakeBotApi:
         if _units(visible) > 1024:
             raise ApiError(400, "Bad Request: message caption is too long")
         markup = _check_markup(params.get("reply_markup"))
+        file = params[kind]
+        upload = Upload(str(file["filename"]), file["data"]) if isinstance(file, dict) else None
+        if kind == "photo" and upload is not None and not upload.data.startswith(IMAGE_MAGIC):
+            raise ApiError(400, "Bad Request: IMAGE_PROCESS_FAILED")
         self._check_reachable(chat_id)
         method = "sendPhoto" if kind == "photo" else "sendDocument"
-        return self._record(chat_id, method, visible, caption, markup)
+        return self._record(chat_id, method, visible, caption, markup, **{kind: upload})
 
     async def _answer_callback_query(self, params: Params) -> bool:
         query_id = str(params.get("callback_query_id", ""))
@@ -685,9 +706,19 @@ class FakeBotApi:
             raise ApiError(403, "Forbidden: bot was blocked by the user")
 
     def _record(
-        self, chat_id: str, method: str, visible: str, raw: str, markup: dict[str, Any] | None
+        self,
+        chat_id: str,
+        method: str,
+        visible: str,
+        raw: str,
+        markup: dict[str, Any] | None,
+        *,
+        photo: Upload | None = None,
+        document: Upload | None = None,
     ) -> dict[str, Any]:
-        sent = Sent(chat_id, next(self._message_ids), visible, raw, markup, method)
+        sent = Sent(
+            chat_id, next(self._message_ids), visible, raw, markup, method, photo=photo, document=document
+        )
         self.sent.append(sent)
         return self._message_json(sent)
 
@@ -766,7 +797,8 @@ async def _params(request: web.Request) -> Params:
     form = await request.post()
     for key, value in form.items():
         if isinstance(value, web.FileField):
-            params[key] = {"filename": value.filename, "size": len(value.file.read())}
+            data = value.file.read()
+            params[key] = {"filename": value.filename, "size": len(data), "data": data}
         elif key in JSON_FIELDS:
             try:
                 params[key] = json.loads(value)

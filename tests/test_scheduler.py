@@ -26,7 +26,7 @@ from storage.schools import resolve_school
 from tests.notice_helpers import at, inbox, school_with_people
 
 # The school-care checks (late pickups, offers, reminders, vetting) are jobs of their own.
-CARE_JOBS = {"care:handovers", "care:housekeeping"}
+CARE_JOBS = {"care:handovers", "care:housekeeping", "surveys:tick"}  # the standing jobs besides notices
 
 
 async def sync_url(engine: AsyncEngine) -> str:

@@ -117,6 +117,16 @@
 
   function showReply(frame) {
     addMessage("bot", (li) => {
+      // A photo (e.g. a survey chart) above its text, as Telegram shows a captioned photo; from
+      // our own file route only, like attachments.
+      const photo = frame.photo;
+      if (photo && typeof photo.url === "string" && photo.url.startsWith("/chat/files/")) {
+        const img = document.createElement("img");
+        img.className = "photo";
+        img.src = new URL(photo.url, location.href).href;
+        img.alt = String(photo.name ?? "");
+        li.append(img);
+      }
       li.append(render(String(frame.text ?? "")));
       // An attachment: a link to our own download route (which checks who may have it).
       const doc = frame.document;
