@@ -56,6 +56,8 @@ def add_routes(app: web.Application, deps: Deps) -> None:
     r.add_get("/dashboard", index)
     r.add_post("/dashboard/logout", logout)
     r.add_get("/dashboard/feedback", feedback)
+    r.add_get("/dashboard/feedback.xlsx", feedback_xlsx)
+    r.add_get("/dashboard/feedback.csv", feedback_csv)
     r.add_get("/dashboard/surveys/new", new_survey)
     r.add_post("/dashboard/surveys/new", create_survey)
     r.add_get(f"/dashboard/surveys/{_ID}", survey_page)
@@ -322,6 +324,42 @@ async def feedback(request: web.Request) -> web.Response:
         comments=comments,
         min_group=surveys.MIN_GROUP,
     )
+
+
+async def _feedback_export(request: web.Request, kind: str) -> web.Response:
+    locale = page_locale(request)
+    async with request.app[DEPS].sessionmaker.begin() as session:
+        viewer = await _viewer(request, session)
+        if viewer is None:
+            return _message(request, "need_sign_in", 401)
+        trends = await surveys.feedback_trends(session, viewer.school_id)
+        comments = await surveys.feedback_comments(session, viewer.school_id, limit=100_000)
+        await audit.record(
+            session,
+            "dashboard.export",
+            school_id=viewer.school_id,
+            actor_person_id=viewer.person_id,
+            target_type="feedback",
+            format=kind,
+            rows=len(trends) + (len(comments) if kind == "xlsx" else 0),
+        )
+    headers = {"Content-Disposition": f'attachment; filename="feedback-{utcnow():%Y%m%d}.{kind}"'}
+    if kind == "xlsx":
+        body = await asyncio.to_thread(exports.feedback_xlsx, trends, comments, locale)
+        mime = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+        return web.Response(body=body, content_type=mime, headers=headers)
+    text = exports.feedback_csv(trends, locale)
+    return web.Response(
+        body=text.encode("utf-8-sig"), content_type="text/csv", charset="utf-8", headers=headers
+    )
+
+
+async def feedback_xlsx(request: web.Request) -> web.Response:
+    return await _feedback_export(request, "xlsx")
+
+
+async def feedback_csv(request: web.Request) -> web.Response:
+    return await _feedback_export(request, "csv")
 
 
 # -- a new survey from the form ------------------------------------------------------------------

@@ -17,7 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 import messages
 from bot import admin, enrollment_admin
 from bot.config import Settings
-from storage import directory, schools
+from storage import directory, notices, schools, surveys
+from storage.clock import utcnow
 from storage.db import create_engine, create_sessionmaker, migrate
 
 log = logging.getLogger(__name__)
@@ -51,7 +52,19 @@ async def prepare_demo(sessionmaker: async_sessionmaker[AsyncSession]) -> bool:
     )
     await admin.publish_terms_file(sessionmaker, EXAMPLES / "terms.yaml", school_code=DEMO_SCHOOL_CODE)
     await _vet_and_group(sessionmaker)
+    await _sample_survey(sessionmaker)
     return True
+
+
+async def _sample_survey(sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+    """examples/survey.yaml, open from now for a week, so /survey and /dashboard have something."""
+    data = yaml.safe_load((EXAMPLES / "survey.yaml").read_text(encoding="utf-8"))
+    now = utcnow()
+    async with sessionmaker.begin() as session:
+        school = await admin.school_for(session, DEMO_SCHOOL_CODE)
+        data["opens"] = notices.local(now, school).strftime("%Y-%m-%d %H:%M")
+        data["closes"] = notices.local(now + timedelta(days=7), school).strftime("%Y-%m-%d %H:%M")
+        await surveys.schedule_survey(session, school, surveys.parse_spec(data), now)
 
 
 async def _vet_and_group(sessionmaker: async_sessionmaker[AsyncSession]) -> None:

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from messages import format_label, label
-from storage.surveys import MIN_GROUP, AnswerRow, QuestionResult, SurveyResults
+from storage.surveys import MIN_GROUP, AnswerRow, Comment, QuestionResult, SurveyResults, TrendRow
 
 if TYPE_CHECKING:
     from openpyxl.cell.cell import Cell
@@ -79,6 +79,53 @@ def survey_csv(results: SurveyResults, rows: list[AnswerRow], locale: str) -> st
             ["" if value is None else defuse(value) if isinstance(value, str) else value for value in line]
         )
     return out.getvalue()
+
+
+def feedback_xlsx(trends: Sequence[TrendRow], comments: Sequence[Comment], locale: str) -> bytes:
+    """Feedback rounds per month and group (means only with `MIN_GROUP` answers), and the comments."""
+    from openpyxl import Workbook
+
+    workbook = Workbook()
+    sheet = workbook.active
+    assert sheet is not None
+    sheet.title = _sheet_name(label("export.sheet_trends", locale))
+    _write_table(sheet, *trend_table(trends, locale))
+    _write_table(
+        workbook.create_sheet(_sheet_name(label("export.sheet_comments", locale))),
+        *comment_table(comments, locale),
+    )
+    out = io.BytesIO()
+    workbook.save(out)
+    return out.getvalue()
+
+
+def feedback_csv(trends: Sequence[TrendRow], locale: str) -> str:
+    """The trends table as CSV (comments are in the XLSX: free text and CSV mix badly)."""
+    out = io.StringIO()
+    writer = csv.writer(out)
+    header, body = trend_table(trends, locale)
+    writer.writerow([defuse(name) for name in header])
+    for line in body:
+        writer.writerow(["" if v is None else defuse(v) if isinstance(v, str) else v for v in line])
+    return out.getvalue()
+
+
+def trend_table(trends: Sequence[TrendRow], locale: str) -> tuple[list[str], list[list[Value]]]:
+    header = [label(f"export.{key}", locale) for key in ("month", "group", "respondents", "mean")]
+    body: list[list[Value]] = [
+        [t.month, t.group, t.respondents, _hidden_note(locale) if t.hidden or t.mean is None else t.mean]
+        for t in trends
+    ]
+    return header, body
+
+
+def comment_table(comments: Sequence[Comment], locale: str) -> tuple[list[str], list[list[Value]]]:
+    header = [label(f"export.{key}", locale) for key in ("received", "group", "who", "comment")]
+    anonymous = label("export.anonymous", locale)
+    body: list[list[Value]] = [
+        [c.received_on.isoformat(), c.group, c.who or anonymous, c.text] for c in comments
+    ]
+    return header, body
 
 
 def answer_table(

@@ -622,6 +622,23 @@ async def test_feedback_page_shows_trends_and_comments(site: Site):
     assert "接孩子时门口太挤" in html and parent.name in html
     assert "作业辅导很有帮助" in html and "匿名" in html
 
+    # The same figures leave as XLSX (trends and comments) and CSV (trends), audited.
+    async with browser.get(f"{site.base}/dashboard/feedback.xlsx") as r:
+        assert r.status == 200 and r.headers["Content-Disposition"].startswith("attachment;")
+        book = openpyxl.load_workbook(io.BytesIO(await r.read()))
+    trend_rows = list(book.worksheets[0].iter_rows(values_only=True))[1:]
+    assert sorted((row[1], row[2]) for row in trend_rows) == [("艺术社团", 2), ("阳光体育", 5)]
+    assert next(row[3] for row in trend_rows if row[1] == "阳光体育") == pytest.approx(3.8)
+    assert isinstance(next(row[3] for row in trend_rows if row[1] == "艺术社团"), str)  # a note, no mean
+    comment_rows = list(book.worksheets[1].iter_rows(values_only=True))[1:]
+    assert {(row[2], row[3]) for row in comment_rows} == {
+        (parent.name, "接孩子时门口太挤"),
+        ("匿名", "作业辅导很有帮助"),
+    }
+    async with browser.get(f"{site.base}/dashboard/feedback.csv") as r:
+        body = (await r.read()).decode("utf-8-sig")
+    assert "阳光体育" in body and "门口太挤" not in body
+
 
 # -- the new-survey form -------------------------------------------------------------------------
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import io
 import random
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -20,8 +20,10 @@ from sqlalchemy import select
 import messages
 from bot import admin
 from bot import surveys as survey_jobs
+from bot.demo import prepare_demo
 from handlers.dialog import Reply
 from storage import surveys
+from storage.clock import utcnow
 from storage.models import (
     AuditLog,
     ConversationState,
@@ -311,3 +313,11 @@ async def test_forged_and_random_survey_buttons_change_nothing(deps, sessionmake
                 assert text_of(await outsider.press(payload[:64])) != error, payload
     async with sessionmaker() as session:
         assert not list(await session.scalars(select(SurveyResponse)))
+
+
+async def test_the_demo_opens_the_example_survey_for_its_visitors(sessionmaker, tmp_path):
+    await prepare_demo(sessionmaker)
+    assert await survey_jobs.tick(sessionmaker, utcnow() + timedelta(seconds=1), tmp_path) >= 1
+    async with sessionmaker() as session:
+        opened = (await session.scalars(select(Survey))).one()
+    assert opened.status == "open" and opened.invited_people > 80
