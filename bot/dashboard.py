@@ -283,15 +283,20 @@ async def _export(request: web.Request, kind: str) -> web.Response:
             rows=len(rows),
         )
     name = f"survey-{survey.id}-{utcnow():%Y%m%d}.{kind}"
-    headers = {"Content-Disposition": f'attachment; filename="{name}"'}
     if kind == "xlsx":
-        body = await asyncio.to_thread(exports.survey_xlsx, results, rows, locale)
+        return _download(name, await asyncio.to_thread(exports.survey_xlsx, results, rows, locale))
+    return _download(name, await asyncio.to_thread(exports.survey_csv, results, rows, locale))
+
+
+def _download(name: str, content: bytes | str) -> web.Response:
+    """An XLSX (bytes) or a CSV (text) as a file to save. CSV is UTF-8 with a byte-order mark:
+    Excel then opens Chinese text correctly."""
+    headers = {"Content-Disposition": f'attachment; filename="{name}"'}
+    if isinstance(content, bytes):
         mime = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
-        return web.Response(body=body, content_type=mime, headers=headers)
-    text = await asyncio.to_thread(exports.survey_csv, results, rows, locale)
-    # UTF-8 with a byte-order mark: Excel then opens Chinese text correctly.
+        return web.Response(body=content, content_type=mime, headers=headers)
     return web.Response(
-        body=text.encode("utf-8-sig"), content_type="text/csv", charset="utf-8", headers=headers
+        body=content.encode("utf-8-sig"), content_type="text/csv", charset="utf-8", headers=headers
     )
 
 
@@ -343,15 +348,10 @@ async def _feedback_export(request: web.Request, kind: str) -> web.Response:
             format=kind,
             rows=len(trends) + (len(comments) if kind == "xlsx" else 0),
         )
-    headers = {"Content-Disposition": f'attachment; filename="feedback-{utcnow():%Y%m%d}.{kind}"'}
+    name = f"feedback-{utcnow():%Y%m%d}.{kind}"
     if kind == "xlsx":
-        body = await asyncio.to_thread(exports.feedback_xlsx, trends, comments, locale)
-        mime = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
-        return web.Response(body=body, content_type=mime, headers=headers)
-    text = exports.feedback_csv(trends, locale)
-    return web.Response(
-        body=text.encode("utf-8-sig"), content_type="text/csv", charset="utf-8", headers=headers
-    )
+        return _download(name, await asyncio.to_thread(exports.feedback_xlsx, trends, comments, locale))
+    return _download(name, exports.feedback_csv(trends, locale))
 
 
 async def feedback_xlsx(request: web.Request) -> web.Response:

@@ -456,27 +456,32 @@ async def _enqueue(
     return len(accounts)
 
 
-async def open_due(session: AsyncSession, now: datetime, composer: Composer) -> list[Survey]:
-    """Open every survey whose time has come: invitations, and one bulk message per account."""
-    due = list(
-        await session.scalars(
-            select(Survey.id).where(Survey.status == SurveyStatus.SCHEDULED.value, Survey.opens_at <= now)
-        )
-    )
-    opened = []
-    for survey_id in due:
-        claimed = await session.execute(
+async def _claim_due(
+    session: AsyncSession, due: Any, before: SurveyStatus, after: SurveyStatus, **stamp: Any
+) -> list[Survey]:
+    """Move the surveys that are due from one status to the next, each by a conditional update, so
+    two passes (or two leaders for a moment) never open or close one twice."""
+    claimed = []
+    for survey_id in list(await session.scalars(select(Survey.id).where(Survey.status == before.value, due))):
+        moved = await session.execute(
             update(Survey)
-            .where(Survey.id == survey_id, Survey.status == SurveyStatus.SCHEDULED.value)
-            .values(status=SurveyStatus.OPEN.value, opened_at=now)
+            .where(Survey.id == survey_id, Survey.status == before.value)
+            .values(status=after.value, **stamp)
             .execution_options(synchronize_session=False)
         )
-        if getattr(claimed, "rowcount", 0) != 1:
-            continue  # another pass opened it
-        survey = await session.get(Survey, survey_id, populate_existing=True)
-        assert survey is not None
-        opened.append(await _open(session, survey, now, composer))
-    return opened
+        if getattr(moved, "rowcount", 0) == 1:
+            survey = await session.get(Survey, survey_id, populate_existing=True)
+            assert survey is not None
+            claimed.append(survey)
+    return claimed
+
+
+async def open_due(session: AsyncSession, now: datetime, composer: Composer) -> list[Survey]:
+    """Open every survey whose time has come: invitations, and one bulk message per account."""
+    due = await _claim_due(
+        session, Survey.opens_at <= now, SurveyStatus.SCHEDULED, SurveyStatus.OPEN, opened_at=now
+    )
+    return [await _open(session, survey, now, composer) for survey in due]
 
 
 async def _open(session: AsyncSession, survey: Survey, now: datetime, composer: Composer) -> Survey:
@@ -566,34 +571,20 @@ async def remind_due(session: AsyncSession, now: datetime, composer: Composer) -
 
 async def close_due(session: AsyncSession, now: datetime) -> list[Survey]:
     """Close surveys whose time is up; anonymous keys are erased, so no answer leads back to anyone."""
-    due = list(
-        await session.scalars(
-            select(Survey.id).where(Survey.status == SurveyStatus.OPEN.value, Survey.closes_at <= now)
-        )
+    closed = await _claim_due(
+        session, Survey.closes_at <= now, SurveyStatus.OPEN, SurveyStatus.CLOSED, closed_at=now
     )
-    closed = []
-    for survey_id in due:
-        claimed = await session.execute(
-            update(Survey)
-            .where(Survey.id == survey_id, Survey.status == SurveyStatus.OPEN.value)
-            .values(status=SurveyStatus.CLOSED.value, closed_at=now)
-            .execution_options(synchronize_session=False)
-        )
-        if getattr(claimed, "rowcount", 0) != 1:
-            continue
-        survey = await session.get(Survey, survey_id, populate_existing=True)
-        assert survey is not None
+    for survey in closed:
         if survey.anonymous:
             await session.execute(
                 update(SurveyResponse)
-                .where(SurveyResponse.survey_id == survey_id)
+                .where(SurveyResponse.survey_id == survey.id)
                 .values(respondent_key=None)
                 .execution_options(synchronize_session=False)
             )
         await audit.record(
-            session, "survey.closed", school_id=survey.school_id, target_type="survey", target_id=survey_id
+            session, "survey.closed", school_id=survey.school_id, target_type="survey", target_id=survey.id
         )
-        closed.append(survey)
     return closed
 
 
