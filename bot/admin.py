@@ -49,6 +49,8 @@ async def school_for(session: AsyncSession, code: str | None) -> School:
     """The school a command means; a clear error when it is ambiguous or unknown."""
     try:
         return await schools.resolve_school(session, code)
+    except schools.SeveralSchools:
+        raise AdminError("several_schools") from None
     except schools.SchoolNotFound:
         raise AdminError("no_school" if code is None else "unknown_school", school=code) from None
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 from dataclasses import dataclass, field
 
@@ -18,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from bot import dashboard
 from bot import web as web_pages
 from bot.channels import Channel
-from bot.config import Settings
+from bot.config import Settings, engine_options
 from bot.leader import Duty, Leadership
 from bot.ratelimit import Limits
 from bot.scheduler import Scheduler
@@ -29,6 +30,9 @@ from storage.db import create_engine, create_sessionmaker, migrate
 
 log = logging.getLogger(__name__)
 MAX_REQUEST_BYTES = 1024 * 1024
+# On stop, how long requests in hand may take to finish (then they are cut off). With the sender's
+# own 10 s this stays within the 30 s a supervisor gives a worker to stop.
+DRAIN_SECONDS = 15.0
 
 
 @dataclass
@@ -44,7 +48,7 @@ class Runtime:
 
 
 async def open_runtime(settings: Settings, *, run_migrations: bool = True) -> Runtime:
-    engine = create_engine(settings.resolved_database_url())
+    engine = create_engine(settings.resolved_database_url(), **engine_options(settings))
     if run_migrations:
         await migrate(engine)
     sessionmaker = create_sessionmaker(engine)
@@ -82,12 +86,23 @@ def build_web_app(runtime: Runtime) -> web.Application:
     return app
 
 
-async def serve(settings: Settings, *, demo: bool = False, stop: asyncio.Event | None = None) -> None:
-    """Run the web server, the web chat, Telegram (when a token is set) and the outbox sender."""
+async def serve(
+    settings: Settings,
+    *,
+    demo: bool = False,
+    stop: asyncio.Event | None = None,
+    run_migrations: bool = True,
+    reuse_port: bool = False,
+) -> None:
+    """Run the web server, the web chat, Telegram (when a token is set) and the outbox sender.
+
+    A worker of `run --workers N` shares the port with its siblings (`reuse_port`: the kernel
+    spreads connections over them) and skips migrations, which its supervisor ran once before.
+    """
     from bot.telegram import TelegramAdapter
     from bot.webchat import WebChat
 
-    runtime = await open_runtime(settings)
+    runtime = await open_runtime(settings, run_migrations=run_migrations)
     app = build_web_app(runtime)
     webchat = WebChat(runtime.deps, wake=runtime.sender.wake, demo=demo, data_dir=settings.data_dir)
     webchat.add_routes(app)
@@ -101,9 +116,9 @@ async def serve(settings: Settings, *, demo: bool = False, stop: asyncio.Event |
     leadership = Leadership(
         runtime.engine, runtime.leader_duties, check_interval=settings.leader_check_seconds
     )
-    runner = web.AppRunner(app, access_log=None)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=DRAIN_SECONDS)
     await runner.setup()
-    site = web.TCPSite(runner, settings.http_host, settings.http_port)
+    site = web.TCPSite(runner, settings.http_host, settings.http_port, reuse_port=reuse_port or None)
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -114,14 +129,17 @@ async def serve(settings: Settings, *, demo: bool = False, stop: asyncio.Event |
         if telegram is not None:
             await telegram.start()
         await leadership.start()
-        log.info("serving on http://%s:%s", settings.http_host, settings.http_port)
+        log.info("serving on http://%s:%s (pid %s)", settings.http_host, settings.http_port, os.getpid())
         await stop.wait()
     finally:
         log.info("shutting down")
+        # The server first: it stops listening (another worker on the port takes new connections)
+        # and lets the requests in hand finish. A webhook update being processed still needs
+        # Telegram for its reply; were Telegram stopped first, it would get its 200 without one.
+        await runner.cleanup()
         await leadership.stop()
         if telegram is not None:
             await telegram.stop()
-        await runner.cleanup()
         await close_runtime(runtime)
 
 
@@ -159,3 +177,23 @@ async def send_only(settings: Settings, *, stop: asyncio.Event | None = None) ->
         if telegram is not None:
             await telegram.stop()
         await close_runtime(runtime)
+
+
+async def prepare_workers(settings: Settings, workers: int) -> None:
+    """What must happen once, before the workers start: the schema, and the shared secret key.
+
+    Workers starting together would race each other's migrations, and the secret key file: one
+    could read it empty while another is writing it, and sign links no other worker accepts.
+    """
+    engine = create_engine(settings.resolved_database_url())
+    try:
+        await migrate(engine)
+        if engine.dialect.name == "sqlite" and workers > 1:
+            log.warning(
+                "%s workers on SQLite: SQLite lets one transaction write at a time, so more workers "
+                "add little; use PostgreSQL (DATABASE_URL) to scale out",
+                workers,
+            )
+    finally:
+        await engine.dispose()
+    settings.secret_key_bytes()

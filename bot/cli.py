@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from datetime import date
@@ -48,7 +49,19 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--host", default=None, help="address to listen on (default: HTTP_HOST)")
     demo.add_argument("--port", type=int, default=None, help="port (default: HTTP_PORT, 8080)")
 
-    sub.add_parser("run", help="production: Telegram (when TELEGRAM_BOT_TOKEN is set) and the web server")
+    run = sub.add_parser(
+        "run", help="production: Telegram (when TELEGRAM_BOT_TOKEN is set) and the web server"
+    )
+    run.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="N processes on the same port and database (default 1); more than one needs WEBHOOK_URL",
+    )
+    # Set by the supervisor of `run --workers N` on each worker it starts; not for people.
+    run.add_argument("--worker", type=int, default=None, help=argparse.SUPPRESS)
+    run.add_argument("--supervisor", type=int, default=None, help=argparse.SUPPRESS)
     sub.add_parser("migrate", help="bring the database schema to the latest version")
     sub.add_parser("sender", help="only the outbox sender (leader-elected): no web server, no updates")
 
@@ -150,6 +163,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = Settings()
     secrets = [s.get_secret_value() for s in (settings.telegram_bot_token, settings.webhook_secret) if s]
     setup_logging(settings.log_level, settings.log_format, secrets)
+    if getattr(args, "worker", None) is not None:
+        _tag_log_lines(f"worker {args.worker}")
     locale = messages.normalise_locale(settings.default_locale)
     try:
         return asyncio.run(_dispatch(args, settings, locale))
@@ -169,6 +184,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
 
 
+class _Prefix(logging.Filter):
+    """Starts every log line with the worker's name: N workers write to one log."""
+
+    def __init__(self, prefix: str) -> None:
+        super().__init__()
+        self.prefix = prefix
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg, record.args = f"{self.prefix}: {record.getMessage()}", None
+        return True
+
+
+def _tag_log_lines(prefix: str) -> None:
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_Prefix(prefix))
+
+
 async def _dispatch(args: argparse.Namespace, settings: Settings, locale: str) -> int:
     if args.command == "demo":
         from bot.demo import run_demo
@@ -184,10 +216,7 @@ async def _dispatch(args: argparse.Namespace, settings: Settings, locale: str) -
         )
         return 0
     if args.command == "run":
-        from bot.app import serve
-
-        await serve(settings)
-        return 0
+        return await _run(args, settings, locale)
     if args.command == "sender":
         from bot.app import send_only
 
@@ -218,6 +247,38 @@ async def _dispatch(args: argparse.Namespace, settings: Settings, locale: str) -
     finally:
         await engine.dispose()
     raise AssertionError(args.command)
+
+
+async def _run(args: argparse.Namespace, settings: Settings, locale: str) -> int:
+    """One process (the default), one worker of a supervisor, or the supervisor of N workers."""
+    from bot.app import prepare_workers, serve
+    from bot.supervisor import WORKER_PLACEHOLDER, exec_supervisor, stop_with_parent
+
+    if args.worker is not None:
+        if args.supervisor is not None:
+            stop_with_parent(args.supervisor)
+        await serve(settings, run_migrations=False, reuse_port=True)
+        return 0
+    if args.workers < 1:
+        print(
+            messages.format_label("cli.workers_at_least_one", locale, workers=args.workers), file=sys.stderr
+        )
+        return 2
+    if args.workers == 1:
+        await serve(settings)
+        return 0
+    if not settings.webhook_url:
+        # Telegram hands each update to one getUpdates caller: several pollers would fight (409).
+        print(
+            messages.format_label("cli.workers_need_webhook", locale, workers=args.workers), file=sys.stderr
+        )
+        return 2
+    await prepare_workers(settings, args.workers)
+    worker = [sys.executable, "-m", "bot", "run", "--worker", WORKER_PLACEHOLDER]
+    exec_supervisor(
+        args.workers, [*worker, "--supervisor", str(os.getpid())], settings.log_level, settings.log_format
+    )
+    raise AssertionError("exec returned")
 
 
 async def _import_roster(args: argparse.Namespace, sessionmaker: object, locale: str) -> int:

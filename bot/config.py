@@ -7,6 +7,7 @@ import hashlib
 import os
 import secrets
 from pathlib import Path
+from typing import Any
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -43,6 +44,13 @@ class Settings(BaseSettings):
     send_lease_seconds: float = Field(default=10.0, gt=0)  # how long a claimed row is held
     send_retry_base_seconds: float = Field(default=2.0, gt=0)  # first back-off after a transient error
     leader_check_seconds: float = Field(default=1.0, gt=0)  # leader re-check and standby retry
+    # PostgreSQL connections per process (SQLite keeps SQLAlchemy's defaults): up to pool size +
+    # overflow each, so workers × (size + overflow) + the leader's lock and job store must stay under
+    # the server's max_connections (docs/deploy.md). Waiting longer than the timeout for a
+    # connection fails the event fast, instead of piling requests up behind a saturated pool.
+    db_pool_size: int = Field(default=5, ge=1)
+    db_max_overflow: int = Field(default=5, ge=0)
+    db_pool_timeout: float = Field(default=10.0, gt=0)
     # Signs dashboard links and keys anonymous survey answers. Never stored in the database; when
     # unset, one is made once in DATA_DIR/secret.key. Several workers must share one: set it.
     secret_key: SecretStr | None = None
@@ -79,6 +87,15 @@ class Settings(BaseSettings):
             parts = urlsplit(self.webhook_url)
             return f"{parts.scheme}://{parts.netloc}"
         return f"http://{self.http_host}:{self.http_port}"
+
+
+def engine_options(settings: Settings) -> dict[str, Any]:
+    """The pool keywords for storage.db.create_engine (which applies them to PostgreSQL only)."""
+    return {
+        "pool_size": settings.db_pool_size,
+        "max_overflow": settings.db_max_overflow,
+        "pool_timeout": settings.db_pool_timeout,
+    }
 
 
 def normalise_database_url(url: str) -> str:

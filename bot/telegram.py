@@ -1,9 +1,12 @@
 """The Telegram channel: python-telegram-bot updates in, neutral events to the dialog core, replies out.
 
-PTB is used as the HTTP client and the update parser only: no ConversationHandler and no PTB
-persistence, because conversation state lives in our database and every flow is platform-neutral.
-Long polling by default; with WEBHOOK_URL set, Telegram posts updates to our own aiohttp server and
-gets its 200 only after the update's effects are committed.
+PTB is used as the HTTP client and the update parser only: no handlers, no Updater, no
+ConversationHandler and no PTB persistence, because conversation state lives in our database and
+every flow is platform-neutral. Long polling by default, by our own loop that confirms an update to
+Telegram only after it is processed; with WEBHOOK_URL set, Telegram posts updates to our own aiohttp
+server and gets its 200 only after the update's effects are committed. Either way an update that
+meets a database outage is given back to Telegram (503, or an offset not moved past it) and comes
+again: see docs/delivery.md, "Crashes and outages on the way in".
 """
 
 from __future__ import annotations
@@ -17,7 +20,8 @@ import logging
 import os
 import re
 import warnings
-from collections.abc import AsyncIterator, Callable
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import timedelta
 from html import unescape
 from typing import Any
@@ -34,8 +38,9 @@ from telegram.error import (
     NetworkError,
     RetryAfter,
     TelegramError,
+    TimedOut,
 )
-from telegram.ext import Application, ContextTypes, TypeHandler
+from telegram.ext import Application
 from telegram.request import HTTPXRequest
 from telegram.warnings import PTBDeprecationWarning
 
@@ -44,7 +49,7 @@ from bot.channels import Delivery, Status
 from bot.config import Settings
 from bot.logs import RedactSecrets
 from handlers.dialog import Button, Event, Reply
-from handlers.dispatch import Deps, handle
+from handlers.dispatch import Deps, Unavailable, handle
 from handlers.registry import command_menu
 
 log = logging.getLogger(__name__)
@@ -55,6 +60,14 @@ CAPTION_LIMIT = 1024  # the same for a photo's or a document's caption
 MAX_WEBHOOK_BODY = 1024 * 1024
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 POLL_TIMEOUT = timedelta(seconds=30)
+# Pauses between attempts while getUpdates fails (doubling up to the cap), and while the database is
+# unavailable in polling mode (the update at the head waits; a short cap: people are waiting).
+POLL_RETRY = (1.0, 30.0)
+OUTAGE_RETRY = (0.5, 10.0)
+STOP_TIMEOUT = 15.0  # how long stop() lets the update in hand finish before cutting it off
+# Update ids whose sender was already told of an outage, so Telegram's re-deliveries (and our own
+# re-fetches) do not repeat the notice. Per process: another worker may tell once more.
+TOLD_MEMORY = 10_000
 # Only what the dialog core understands; edits, channel posts and member updates are not asked for.
 ALLOWED_UPDATES = [UpdateType.MESSAGE.value, UpdateType.CALLBACK_QUERY.value]
 # Telegram's rule for setWebhook's secret_token.
@@ -131,14 +144,14 @@ class TelegramAdapter:
             .get_updates_request(self._requests[1])
             .job_queue(None)
         )
-        if self.webhook_url:
-            builder = builder.updater(None)
-        self.application = builder.build()
-        self.application.add_handler(TypeHandler(Update, self._on_update))
-        self.application.add_error_handler(self._on_error)
+        # No PTB Updater: it confirms fetched updates before they are processed (see `_poll`).
+        self.application = builder.updater(None).build()
         self._ready = False
         self._chat_locks: dict[str, asyncio.Lock] = {}
         self._chat_lock_users: dict[str, int] = {}
+        self._told: OrderedDict[int, None] = OrderedDict()
+        self._polling: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
 
     # -- life cycle -------------------------------------------------------------------------------
 
@@ -166,15 +179,11 @@ class TelegramAdapter:
             )
             log.info("telegram: @%s receives updates by webhook at %s", username, self.webhook_url)
             return
-        assert app.updater is not None
-        # start_polling deletes any webhook first (Telegram refuses getUpdates while one is set) and
-        # keeps pending updates: those that arrived while we were down are still answered.
-        await app.updater.start_polling(
-            timeout=POLL_TIMEOUT,
-            allowed_updates=ALLOWED_UPDATES,
-            drop_pending_updates=False,
-            bootstrap_retries=3,
-        )
+        # Telegram refuses getUpdates while a webhook is set. Pending updates are kept: those that
+        # arrived while we were down are still answered.
+        await self._delete_webhook()
+        self._stopping.clear()
+        self._polling = asyncio.create_task(self._poll(), name="telegram-polling")
         log.info("telegram: @%s receives updates by long polling", username)
 
     async def stop(self) -> None:
@@ -182,8 +191,7 @@ class TelegramAdapter:
         self._ready = False
         app = self.application
         try:
-            if app.updater is not None and app.updater.running:
-                await app.updater.stop()
+            await self._stop_polling()
             if app.running:
                 await app.stop()
             await app.shutdown()
@@ -195,6 +203,17 @@ class TelegramAdapter:
                     await request.shutdown()
             for name in _TOKEN_LOGGERS:
                 logging.getLogger(name).removeFilter(self._redact)
+
+    async def _delete_webhook(self, attempts: int = 3) -> None:
+        """Polling needs no webhook set; a network hiccup at start-up gets two more tries."""
+        for attempt in range(1, attempts + 1):
+            try:
+                await self.application.bot.delete_webhook(drop_pending_updates=False)
+                return
+            except NetworkError:
+                if attempt == attempts:
+                    raise
+                await asyncio.sleep(1.0)
 
     async def _publish_commands(self) -> None:
         """The "/" menu in each of our languages, plus a default for every other language.
@@ -240,25 +259,151 @@ class TelegramAdapter:
         if not self._ready:
             return web.Response(status=503)  # starting or stopping: Telegram will send it again
         try:
-            await self.application.process_update(update)
-        except Exception:
-            log.exception("telegram: webhook update %s failed", update.update_id)
-            return web.Response(status=500)
+            await self._process(update)
+        except Unavailable:
+            # The database is down and nothing was committed: Telegram sends the update again
+            # (backing off), and it is processed once the database is back.
+            return web.Response(status=503)
         return web.Response(status=200)
 
-    async def _on_update(self, update: object, _context: ContextTypes.DEFAULT_TYPE) -> None:
-        """The one PTB handler: every update becomes an Event for the dialog core."""
-        if not isinstance(update, Update):
-            return
-        event = await self._event_for(update)
-        if event is None:
-            return
-        async with self._chat_lock(event.chat_id):
+    async def _poll(self) -> None:
+        """Long polling that confirms an update to Telegram only after it has been processed.
+
+        PTB's Updater confirms a batch with its very next getUpdates, while the batch still waits
+        in memory, and an error in processing only reaches an error handler: an update whose
+        processing met a database outage, or was cut short by a crash, would never come again.
+        Here the offset passes an update only once its effects are committed and its reply sent.
+        On `Unavailable` the update (and the rest of its batch) stays unconfirmed and is fetched
+        again after a pause; any other error was answered or logged, and the update is done.
+        """
+        offset: int | None = None
+        fetch_pause = outage_pause = 0.0
+        while not self._stopping.is_set():
             try:
-                for reply in await handle(event, self.deps):
+                updates = await self._fetch(offset)
+            except TimedOut:
+                continue  # a long poll the network cut short: just ask again
+            except RetryAfter as exc:
+                await self._pause(_retry_seconds(exc))
+                continue
+            except Exception as exc:  # network, a webhook or another poller (409), a revoked token
+                fetch_pause = _next_pause(fetch_pause, POLL_RETRY)
+                log.warning("telegram: getUpdates failed (%s); again in %.1f s", exc, fetch_pause)
+                await self._pause(fetch_pause)
+                continue
+            fetch_pause = 0.0
+            for number, update in enumerate(updates):
+                if self._stopping.is_set():
+                    break
+                try:
+                    await self._process(update)
+                except Unavailable:
+                    await self._tell_waiting(updates[number + 1 :])
+                    outage_pause = _next_pause(outage_pause, OUTAGE_RETRY)
+                    log.warning(
+                        "telegram: database unavailable; update %s is fetched again in %.1f s",
+                        update.update_id,
+                        outage_pause,
+                    )
+                    await self._pause(outage_pause)
+                    break
+                outage_pause = 0.0
+                offset = update.update_id + 1
+        if offset is not None:
+            await self._confirm(offset)
+
+    async def _fetch(self, offset: int | None) -> Sequence[Update]:
+        """One long poll; nothing when stop() came first (the poll is abandoned, nothing confirmed)."""
+        fetch = asyncio.ensure_future(
+            self.application.bot.get_updates(
+                offset=offset, timeout=POLL_TIMEOUT, allowed_updates=ALLOWED_UPDATES
+            )
+        )
+        stopping = asyncio.ensure_future(self._stopping.wait())
+        try:
+            await asyncio.wait({fetch, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
+        if not fetch.done():
+            fetch.cancel()
+            with contextlib.suppress(asyncio.CancelledError, TelegramError):
+                await fetch
+            return ()
+        return fetch.result()
+
+    async def _confirm(self, offset: int) -> None:
+        """Tell Telegram what was processed, so a restart does not fetch it again (it would only be
+        skipped as already processed)."""
+        try:
+            await self.application.bot.get_updates(offset=offset, timeout=0, allowed_updates=ALLOWED_UPDATES)
+        except TelegramError as exc:
+            log.info("telegram: could not confirm updates before %s on stopping: %s", offset, exc)
+
+    async def _pause(self, seconds: float) -> None:
+        """Sleep, but wake at once for stop()."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), seconds)
+
+    async def _stop_polling(self) -> None:
+        """Let the update in hand finish (effects and reply), then confirm what was processed."""
+        task, self._polling = self._polling, None
+        if task is None:
+            return
+        self._stopping.set()
+        try:
+            await asyncio.wait_for(task, STOP_TIMEOUT)
+        except TimeoutError:
+            log.warning("telegram: polling did not stop within %.0f s; cut off", STOP_TIMEOUT)
+        except Exception:
+            log.exception("telegram: polling ended with an error")
+
+    async def _process(self, update: Update) -> None:
+        """Handle one update and send its replies; raises `Unavailable` (after telling the person,
+        once) when the database is down. Any other error is logged: one bad update must not stop
+        the bot, and its effects, if any, are committed, so it is done with."""
+        try:
+            event = await self._event_for(update)
+            if event is None:
+                return
+            async with self._chat_lock(event.chat_id):
+                try:
+                    replies = await handle(event, self.deps)
+                except Unavailable:
+                    await self._tell_unavailable(update.update_id, event)
+                    raise
+                finally:
+                    self.wake()  # the event may have queued messages for other people
+                for reply in replies:
                     await self._send(event.chat_id, reply)
-            finally:
-                self.wake()  # the event may have queued messages for other people
+        except Unavailable:
+            raise
+        except Exception:
+            log.exception("telegram: update %s failed", update.update_id)
+
+    async def _tell_unavailable(self, update_id: int, event: Event) -> None:
+        """Best effort, once per update: the service is down and the message will be processed when
+        it is back. In the person's Telegram language (their saved one is in the database)."""
+        if update_id in self._told:
+            return
+        self._told[update_id] = None
+        while len(self._told) > TOLD_MEMORY:
+            self._told.popitem(last=False)
+        locale = messages.normalise_locale(event.language, self.default_locale)
+        try:
+            await self._send(event.chat_id, Reply(messages.render("unavailable", locale)))
+        except Exception as exc:  # the 503 or the unmoved offset is what keeps the update
+            log.warning("telegram: could not tell chat %s about the outage: %s", event.chat_id, exc)
+
+    async def _tell_waiting(self, updates: Sequence[Update]) -> None:
+        """Polling: the rest of a batch waits behind the update that met the outage; tell them too."""
+        for update in updates:
+            try:
+                event = await self._event_for(update)
+            except Exception:
+                log.exception("telegram: update %s could not be read", update.update_id)
+                continue
+            if event is not None:
+                await self._tell_unavailable(update.update_id, event)
 
     async def _event_for(self, update: Update) -> Event | None:
         """The neutral event for this update, or None for updates the bot does not answer."""
@@ -292,11 +437,6 @@ class TelegramAdapter:
         return Event(
             PLATFORM, user_id, chat_id, text=message.caption or "", media=_media_kind(message), **common
         )
-
-    async def _on_error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
-        """Log with traceback and carry on: one bad update must not stop the bot."""
-        update_id = update.update_id if isinstance(update, Update) else None
-        log.error("telegram: update %s failed", update_id, exc_info=context.error)
 
     @contextlib.asynccontextmanager
     async def _chat_lock(self, chat_id: str) -> AsyncIterator[None]:
@@ -426,6 +566,12 @@ def _public_url(url: str) -> bool:
     except ValueError:
         return "." in host and not host.endswith((".localhost", ".local", ".internal"))
     return address.is_global
+
+
+def _next_pause(current: float, bounds: tuple[float, float]) -> float:
+    """The first pause, then double the last, up to the cap."""
+    first, cap = bounds
+    return first if current <= 0 else min(current * 2, cap)
 
 
 def _retry_seconds(exc: RetryAfter) -> float:

@@ -4,6 +4,10 @@ A browser's identity is an unguessable token in an HttpOnly cookie; it is the Ev
 id on platform "web", so binding (an invite code, or a demo persona) works exactly as on Telegram.
 Messages to other people go through the outbox: `deliver()` pushes to every open tab of that chat
 and asks for a retry when none is open, and a tab that connects wakes the sender.
+
+When the database is down a message cannot be handled, and nothing on our side keeps it: the
+answer is an "unavailable" error frame that hands the message back, and the page sends it again
+(with growing pauses) until it is taken.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ from bot.channels import Delivery, Status
 from bot.demo import GROUPS, list_personas
 from bot.web import page_locale
 from handlers.dialog import Attachment, Event, Reply
-from handlers.dispatch import Deps, handle
+from handlers.dispatch import Deps, Unavailable, handle
 from storage import accounts, agreements, audit, notices, outbox
 from storage.models import Person
 
@@ -110,6 +114,15 @@ def parse_frame(data: str) -> tuple[str, str]:
         if isinstance(payload, str) and 0 < len(payload) <= MAX_PAYLOAD_CHARS:
             return "button", payload
     raise FrameError("malformed")
+
+
+def _resend_count(data: str) -> int:
+    """How often the page has sent this message again after an outage ("resend"); 0 the first time."""
+    frame = json.loads(data)  # parse_frame has read it already
+    count = frame.get("resend")
+    if isinstance(count, int) and not isinstance(count, bool) and 0 <= count < 10_000:
+        return count
+    return 0
 
 
 def new_chat_id() -> str:
@@ -320,7 +333,15 @@ class WebChat:
             event = Event.from_text(PLATFORM, chat_id, chat_id, value, language=locale)
         else:
             event = Event(PLATFORM, chat_id, chat_id, button=value, language=locale)
-        replies = await handle(event, self.deps)
+        try:
+            replies = await handle(event, self.deps)
+        except Unavailable:
+            # Nothing was kept: the page holds the message and sends it again (see chat.js).
+            key = "text" if kind == "text" else "payload"
+            unsent = {"type": kind, key: value, "resend": _resend_count(data)}
+            text = messages.render("unavailable", locale)
+            await self._send(sock, {"type": "error", "code": "unavailable", "text": text, "unsent": unsent})
+            return
         self.wake()  # the event may have queued messages to other people
         for reply in replies:
             await self._send(sock, self._frame(chat_id, reply))

@@ -1,4 +1,4 @@
-"""Route one event to its flow inside one transaction, and never let an error escape."""
+"""Route one event to its flow inside one transaction; no error escapes except `Unavailable`."""
 
 from __future__ import annotations
 
@@ -14,8 +14,19 @@ from handlers import fallback
 from handlers.dialog import MAX_TEXT, Context, Event, Flow, Links, Reply
 from handlers.registry import BY_COMMAND, BY_KEY, BY_NAME, FALLBACK
 from storage import accounts, conversations, updates
+from storage.availability import is_unavailable
 
 log = logging.getLogger(__name__)
+
+
+class Unavailable(Exception):
+    """The database could not be reached: the event was not handled and must be offered again.
+
+    Raised instead of an answer so the channel can give the event back (Telegram: 503, or an offset
+    not moved past it) rather than let it be acknowledged and lost. Retrying is always safe: if a
+    commit did reach the server before the connection died, the update id was committed with it
+    and the retry is skipped.
+    """
 
 
 @dataclass(frozen=True)
@@ -32,7 +43,11 @@ class Deps:
 
 
 async def handle(event: Event, deps: Deps) -> list[Reply]:
-    """Answer one event. Its effects, its outbox rows and its update id commit together."""
+    """Answer one event. Its effects, its outbox rows and its update id commit together.
+
+    Any error rolls all of it back. A database outage raises `Unavailable`; every other error is
+    logged and answered with the generic apology (retrying a bug would only fail again).
+    """
     locale = messages.normalise_locale(event.language, deps.default_locale)
     try:
         async with deps.sessionmaker.begin() as session:
@@ -55,7 +70,16 @@ async def handle(event: Event, deps: Deps) -> list[Reply]:
                 secret_key=deps.secret_key,
             )
             return await route(ctx)
-    except Exception:
+    except Exception as exc:
+        if is_unavailable(exc):
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            log.warning(
+                "database unavailable, event from %s/%s not handled: %s",
+                event.platform,
+                event.user_id,
+                reason,
+            )
+            raise Unavailable(reason) from exc
         log.exception("event from %s/%s failed", event.platform, event.user_id)
         return [Reply(messages.render("error", locale))]
 

@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 
 import messages
 from handlers.dialog import Button, Context, Flow, Reply
-from storage import handover, pickup
+from storage import handover, pickup, rosters
 from storage.clock import utcnow
 from storage.enrollment import guardians_of
 from storage.handover import Outcome
@@ -110,6 +110,9 @@ async def pressed(ctx: Context, payload: str) -> list[Reply]:
     if action == "ro":
         return await roster(ctx, group)
     student_id = ids[1]
+    # The child's menu names the adults, and "not on the list" asks the parents: this group's children only.
+    if action in ("c", "n") and not await rosters.expected(ctx.session, group, student_id, day, now):
+        return [ctx.reply("button_invalid")]
     if action == "c":
         return await child_menu(ctx, group, student_id)
     if action == "ab":
@@ -137,7 +140,10 @@ async def _after_handover(ctx: Context, group: ServiceGroup, result: handover.Ha
     if result.outcome is Outcome.ALREADY and result.handover is not None:
         return [
             ctx.reply(
-                "today_already", h=result.handover, staff=await _name(ctx, result.handover.staff_person_id)
+                "today_already",
+                h=result.handover,
+                when=result.handover.handed_at.astimezone(_tz(ctx)).strftime("%H:%M"),
+                staff=await _name(ctx, result.handover.staff_person_id),
             )
         ]
     if result.outcome is not Outcome.OK or result.handover is None:

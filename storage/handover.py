@@ -226,13 +226,14 @@ async def hand_over(
             reason="not_on_duty",
         )
         return HandedOver(Outcome.FORBIDDEN)
+    # Before the "already handed over" answer, which names the adult: only for this group's children.
+    if not await rosters.expected(session, group, student_id, day, now):
+        return HandedOver(Outcome.NOT_EXPECTED)
     existing = await session.scalar(
         select(Handover).where(Handover.student_id == student_id, Handover.day == day)
     )
     if existing is not None:
         return HandedOver(Outcome.ALREADY, existing)
-    if not await rosters.expected(session, group, student_id, day, now):
-        return HandedOver(Outcome.NOT_EXPECTED)
     kind, name, relation, verified = "", "", "", False
     if adult_id is not None:
         adult = await session.get(PickupAdult, adult_id)
@@ -350,6 +351,8 @@ async def request_unlisted(
     """Staff: an adult not on the list is here. The child stays; the parents are asked at once."""
     if not await may_act(session, people, group, day):
         return Requested(Outcome.FORBIDDEN)
+    if not await rosters.expected(session, group, student_id, day, now):
+        return Requested(Outcome.NOT_EXPECTED)  # not this group's child today (or another school's)
     if await session.scalar(
         select(Handover.id).where(Handover.student_id == student_id, Handover.day == day)
     ):

@@ -19,6 +19,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     func,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
@@ -83,6 +84,13 @@ class OutboxStatus(enum.StrEnum):
 
 def _now() -> Any:
     return func.now()
+
+
+# A partial index's condition, on both databases (migration 0006 writes the same).
+PENDING_ONLY: dict[str, Any] = {
+    "postgresql_where": text("status = 'pending'"),
+    "sqlite_where": text("status = 'pending'"),
+}
 
 
 class School(Base):
@@ -281,9 +289,12 @@ class Outbox(Base):
 
     __tablename__ = "outbox"
     __table_args__ = (
-        Index("ix_outbox_due", "status", "lane", "not_before"),
-        # Claims walk one lane of pending rows in id order (oldest first) and stop at the limit.
-        Index("ix_outbox_claim", "status", "lane", "id"),
+        # Only pending rows (the sent ones, nearly all of the table, are not in these). A claim reads
+        # one lane's due rows earliest first and stops at its limit: a backlog held for quiet hours
+        # lies past the range on not_before instead of being walked on every poll (docs/deploy.md).
+        Index("ix_outbox_pending", "lane", "not_before", "id", **PENDING_ONLY),
+        # The rows one sender holds: its lease renewals and releases.
+        Index("ix_outbox_holder", "claimed_by", **PENDING_ONLY),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

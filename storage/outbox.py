@@ -95,7 +95,9 @@ async def claim(
 ) -> list[Claim]:
     """Take up to `limit` due rows of these lanes for `owner` until `now + lease`.
 
-    Lanes are taken in the order given, each oldest first. Safe with several senders: on
+    Lanes are taken in the order given, each earliest due first (then oldest): read in that
+    order, the due rows come straight off the index, past any backlog held for later (quiet
+    hours, scheduled notices) rather than through it. Safe with several senders: on
     PostgreSQL the candidates are locked and rows another transaction is claiming are skipped
     (FOR UPDATE SKIP LOCKED); on both databases the UPDATE re-checks that each candidate is still
     free (on SQLite under the database's write lock) and only the rows it took are returned.
@@ -114,7 +116,7 @@ async def claim(
             select(Outbox.id)
             .join(PlatformAccount, PlatformAccount.id == Outbox.account_id)
             .where(Outbox.lane == lane_value, PlatformAccount.platform.in_(platforms), *_claimable(now))
-            .order_by(Outbox.id)
+            .order_by(Outbox.not_before, Outbox.id)  # the order of ix_outbox_pending: due rows are one range
             .limit(remaining)
         )
         if postgres:

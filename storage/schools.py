@@ -12,6 +12,10 @@ class SchoolNotFound(LookupError):
     pass
 
 
+class SeveralSchools(SchoolNotFound):
+    """No code given and more than one school: the caller must say which (never guessed)."""
+
+
 async def get_or_create_school(
     session: AsyncSession, code: str, name: str | None = None, timezone: str = "Asia/Shanghai"
 ) -> School:
@@ -37,7 +41,7 @@ async def resolve_school(session: AsyncSession, code: str | None) -> School:
         return schools[0]
     if not schools:
         raise SchoolNotFound("no school yet: import a roster first")
-    raise SchoolNotFound("several schools: name one with --school")
+    raise SeveralSchools("several schools: name one with --school")
 
 
 async def list_schools(session: AsyncSession) -> list[School]:

@@ -173,6 +173,7 @@
   let retries = 0;
   let timer = null;
   let firstText = null; // sent once, as soon as the next socket opens
+  let identity = 0; // bumped when the demo switches persona: unsent messages stay with their sender
 
   function setOnline(online) {
     sendButton.disabled = !online;
@@ -193,6 +194,28 @@
 
   function press(label, payload) {
     if (send({ type: "button", payload })) addMessage("me press", (li) => (li.textContent = label));
+  }
+
+  // The server could not handle a message (its database was down) and handed it back: say so
+  // once, keep it, and send it again after 1 s, 2 s, 4 s ... 30 s until the server takes it.
+  function resendLater(unsent) {
+    const count = Number.isInteger(unsent.resend) ? unsent.resend + 1 : 1;
+    const frame =
+      unsent.type === "button"
+        ? { type: "button", payload: String(unsent.payload ?? ""), resend: count }
+        : { type: "text", text: String(unsent.text ?? ""), resend: count };
+    const mine = identity;
+    const attempt = () => {
+      if (mine !== identity) return;
+      if (!send(frame)) setTimeout(attempt, 2000); // offline: try again once reconnected
+    };
+    setTimeout(attempt, Math.min(30000, 1000 * 2 ** (count - 1)));
+  }
+
+  function showError(frame) {
+    const unsent = frame.code === "unavailable" && typeof frame.unsent === "object" ? frame.unsent : null;
+    if (!unsent?.resend) addMessage("error", (li) => (li.textContent = String(frame.text ?? "")));
+    if (unsent) resendLater(unsent);
   }
 
   function connect() {
@@ -222,7 +245,7 @@
         return;
       }
       if (frame.type === "reply") showReply(frame);
-      else if (frame.type === "error") addMessage("error", (li) => (li.textContent = String(frame.text ?? "")));
+      else if (frame.type === "error") showError(frame);
     });
     ws.addEventListener("close", (e) => {
       if (mine !== generation) return;
@@ -311,6 +334,7 @@
       return;
     }
     list.replaceChildren();
+    identity += 1;
     showChat(person.id === null ? null : person.label);
     firstText = "/start";
     connect();
