@@ -854,3 +854,47 @@ class DashboardSession(Base):
     created_at: Mapped[datetime] = mapped_column()
     last_seen_at: Mapped[datetime] = mapped_column()
     ended_at: Mapped[datetime | None] = mapped_column()
+
+
+class PrivacyConsent(Base):
+    """A person accepted the privacy notice (PIPL: informed consent, a guardian's for a minor).
+
+    One row per acceptance, so a new notice version is asked for again and the history stays.
+    """
+
+    __tablename__ = "privacy_consent"
+    __table_args__ = (UniqueConstraint("person_id", "version"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    school_id: Mapped[int] = mapped_column(ForeignKey("school.id", ondelete="CASCADE"), index=True)
+    person_id: Mapped[int] = mapped_column(ForeignKey("person.id", ondelete="CASCADE"), index=True)
+    account_id: Mapped[int | None] = mapped_column(ForeignKey("platform_account.id", ondelete="SET NULL"))
+    version: Mapped[int] = mapped_column(Integer)
+    accepted_at: Mapped[datetime] = mapped_column()
+
+
+class ErasureStatus(enum.StrEnum):
+    PENDING = "pending"
+    DONE = "done"
+    REFUSED = "refused"
+    CANCELLED = "cancelled"
+
+
+class ErasureRequest(Base):
+    """A person asked the school to erase their data (/delete_me); an admin decides.
+
+    The row outlives the erasure (person_id is set null): it is the record that it was done.
+    """
+
+    __tablename__ = "erasure_request"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    school_id: Mapped[int] = mapped_column(ForeignKey("school.id", ondelete="CASCADE"), index=True)
+    person_id: Mapped[int | None] = mapped_column(ForeignKey("person.id", ondelete="SET NULL"), index=True)
+    account_id: Mapped[int | None] = mapped_column(ForeignKey("platform_account.id", ondelete="SET NULL"))
+    status: Mapped[str] = mapped_column(String(16), default=ErasureStatus.PENDING.value)
+    requested_at: Mapped[datetime] = mapped_column()
+    decided_at: Mapped[datetime | None] = mapped_column()
+    decided_by_person_id: Mapped[int | None] = mapped_column(ForeignKey("person.id", ondelete="SET NULL"))
+    # What was kept and why (counts only, e.g. {"agreements": 2}): never names or free text.
+    kept: Mapped[dict[str, Any]] = mapped_column(default=dict)
