@@ -41,13 +41,13 @@ from telegram.error import (
     TimedOut,
 )
 from telegram.ext import Application
-from telegram.request import HTTPXRequest
 from telegram.warnings import PTBDeprecationWarning
 
 import messages
 from bot.channels import Delivery, Status
 from bot.config import Settings
 from bot.logs import RedactSecrets
+from bot.telegram_http import AiohttpRequest
 from handlers.dialog import Button, Event, Reply
 from handlers.dispatch import Deps, Unavailable, handle
 from handlers.registry import command_menu
@@ -75,7 +75,7 @@ _SECRET_TOKEN = re.compile(r"[A-Za-z0-9_-]{1,256}")
 # PTB loggers that print URLs containing the bot token (the Bot logs its API URL at DEBUG, httpx
 # logs every request URL at INFO). A filter on the logger itself masks the token whatever the
 # handlers are, so no deployment or test log can leak it.
-_TOKEN_LOGGERS = ("telegram.Bot", "telegram.ext.ExtBot", "httpx")
+_TOKEN_LOGGERS = ("telegram.Bot", "telegram.ext.ExtBot", "httpx", "aiohttp.client", __name__, "bot.sender")
 # Message attributes checked in order; the first one set names the media kind of the event.
 # (Animations also carry `document` and venues also carry `location`, so they come first.)
 _MEDIA_KINDS = (
@@ -132,8 +132,8 @@ class TelegramAdapter:
         # Our own request objects, so stop() can close their connection pools even when start()
         # failed before PTB considered the bot initialized.
         self._requests = (
-            HTTPXRequest(connection_pool_size=64),
-            HTTPXRequest(connection_pool_size=1),
+            AiohttpRequest(connection_pool_size=64),
+            AiohttpRequest(connection_pool_size=1),
         )
         builder = (
             Application.builder()

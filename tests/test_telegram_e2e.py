@@ -151,8 +151,8 @@ async def test_the_token_never_reaches_the_logs(school, fake, tmp_path, caplog):
     secret_part = TOKEN.split(":", 1)[1]
     text = caplog.text  # formats every record, tracebacks included
     logged = [(r.getMessage(), r.exc_text or "") for r in caplog.records]
-    # PTB's and httpx's logs were on, and would have shown the token in the request URLs.
-    assert any("/bot***/getUpdates" in message for message, _ in logged)
+    # PTB's debug logs were on (they name each Bot API call; the URL holds the token).
+    assert any("getUpdates" in message for message, _ in logged)
     assert any(r.name == "bot.telegram" and r.exc_info for r in caplog.records)  # the 502
     for message, exc_text in logged:
         assert secret_part not in message and secret_part not in exc_text
