@@ -26,6 +26,7 @@ beyond one per update, handover messages beyond one per parent account). The las
 from __future__ import annotations
 
 import argparse
+import json
 import asyncio
 import contextlib
 import itertools
@@ -674,6 +675,8 @@ class Result:
     cpu: float = 0.0  # CPU seconds the bot's processes used meanwhile
     bench: float = 0.0  # CPU seconds of the bench itself: the posting client and the fake Bot API
     machine: float = 0.0  # CPU seconds the whole machine used meanwhile (other work included)
+    # Bot API calls made in the webhook's answer (Telegram makes them): answerCallbackQuery.
+    answered_in_reply: Counter[str] = field(default_factory=Counter)
 
     @property
     def elapsed(self) -> float:
@@ -693,8 +696,10 @@ def poster(
         start = time.perf_counter()
         try:
             async with http.post(webhook, json=item.update, headers=headers) as answer:
-                await answer.read()
+                body = await answer.read()
                 status = answer.status
+            if status == 200 and body.startswith(b"{"):
+                result.answered_in_reply[str(json.loads(body).get("method"))] += 1
         except (aiohttp.ClientError, TimeoutError):
             status = 0
         end = time.perf_counter()
@@ -881,6 +886,8 @@ async def measure(args: argparse.Namespace, workers: int, rates: list[float] | N
             for r in [*steady, full]:
                 statuses.update(r.statuses)
             sent, methods, replies = await telegram.ask("report")
+            for r in [warm, *steady, full]:
+                methods.update(r.answered_in_reply)
             if args.dump:
                 write_timeline(args.dump, [("steady", r) for r in steady] + [("full", full)], replies)
             everything = [x for phase in items for x in phase]

@@ -259,11 +259,17 @@ class TelegramAdapter:
         if not self._ready:
             return web.Response(status=503)  # starting or stopping: Telegram will send it again
         try:
-            await self._process(update)
+            await self._process(update, answer_query=False)
         except Unavailable:
             # The database is down and nothing was committed: Telegram sends the update again
             # (backing off), and it is processed once the database is back.
             return web.Response(status=503)
+        if update.callback_query is not None:
+            # Stop the button's spinner in the webhook's answer: Telegram makes the call for us,
+            # which saves a round trip per button (its result was never used).
+            return web.json_response(
+                {"method": "answerCallbackQuery", "callback_query_id": update.callback_query.id}
+            )
         return web.Response(status=200)
 
     async def _poll(self) -> None:
@@ -357,12 +363,12 @@ class TelegramAdapter:
         except Exception:
             log.exception("telegram: polling ended with an error")
 
-    async def _process(self, update: Update) -> None:
+    async def _process(self, update: Update, answer_query: bool = True) -> None:
         """Handle one update and send its replies; raises `Unavailable` (after telling the person,
         once) when the database is down. Any other error is logged: one bad update must not stop
         the bot, and its effects, if any, are committed, so it is done with."""
         try:
-            event = await self._event_for(update)
+            event = await self._event_for(update, answer_query)
             if event is None:
                 return
             async with self._chat_lock(event.chat_id):
@@ -405,10 +411,10 @@ class TelegramAdapter:
             if event is not None:
                 await self._tell_unavailable(update.update_id, event)
 
-    async def _event_for(self, update: Update) -> Event | None:
+    async def _event_for(self, update: Update, answer_query: bool = True) -> Event | None:
         """The neutral event for this update, or None for updates the bot does not answer."""
         query = update.callback_query
-        if query is not None:
+        if query is not None and answer_query:
             # Stop the button's spinner first; a re-delivered query is too old to answer.
             try:
                 await query.answer()

@@ -135,8 +135,19 @@ async def test_webhook_checks_the_secret_and_answers_after_the_effects(school, f
 
             assert await post(good, json=update) == 200  # Telegram re-delivers after a timeout
             assert fake.messages_to(PARENT) == [greeting]
+
+            # A button press: the spinner is stopped in the webhook's answer, not by another call.
+            press = fake.push_callback(PARENT, "l:en")
+            async with http.post(url, headers=good, json=press) as response:
+                assert response.status == 200
+                answer = await response.json()
+            assert answer == {
+                "method": "answerCallbackQuery",
+                "callback_query_id": press["callback_query"]["id"],
+            }
+            assert not fake.calls_of("answerCallbackQuery")
     assert await school.count(AccountBinding) == 1
-    assert await school.count(ProcessedUpdate) == 1
+    assert await school.count(ProcessedUpdate) == 2
 
 
 async def test_the_token_never_reaches_the_logs(school, fake, tmp_path, caplog):
