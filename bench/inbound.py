@@ -26,10 +26,10 @@ beyond one per update, handover messages beyond one per parent account). The las
 from __future__ import annotations
 
 import argparse
-import json
 import asyncio
 import contextlib
 import itertools
+import json
 import logging
 import multiprocessing
 import os

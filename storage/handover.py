@@ -12,12 +12,12 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
+from sqlalchemy import exists, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage import audit, pickup, rosters, vetting
-from storage.enrollment import guardian_among, guardians_of, is_admin
+from storage.enrollment import guardian_among, guardians_of
 from storage.models import (
     Attendance,
     DaySummary,
@@ -25,7 +25,9 @@ from storage.models import (
     Handover,
     HandoverRequest,
     LateAlert,
+    PersonRole,
     PickupAdult,
+    Role,
     School,
     ServiceGroup,
     Student,
@@ -48,21 +50,38 @@ class Outcome(enum.StrEnum):
 
 async def on_duty(session: AsyncSession, people: list[int], today: date) -> list[ServiceGroup]:
     """Groups these people are on duty with today (vetting still valid)."""
-    found = []
-    for group, person_id in await session.execute(
-        select(ServiceGroup, GroupDuty.person_id)
-        .join(GroupDuty, GroupDuty.group_id == ServiceGroup.id)
-        .where(GroupDuty.person_id.in_(people), ServiceGroup.active.is_(True))
-        .order_by(ServiceGroup.id)
-    ):
-        if await vetting.valid_record(session, person_id, today) and group not in found:
-            found.append(group)
-    return found
+    return list(
+        await session.scalars(
+            select(ServiceGroup)
+            .where(
+                ServiceGroup.active.is_(True),
+                exists().where(
+                    GroupDuty.group_id == ServiceGroup.id,
+                    GroupDuty.person_id.in_(people),
+                    vetting.passed_covering(GroupDuty.person_id, today),
+                ),
+            )
+            .order_by(ServiceGroup.id)
+        )
+    )
 
 
 async def may_act(session: AsyncSession, people: list[int], group: ServiceGroup, today: date) -> bool:
-    """Staff on duty with this group (vetted), or an admin of its school."""
-    return group in await on_duty(session, people, today) or await is_admin(session, people, group.school_id)
+    """Staff on duty with this group (vetted), or an admin of its school: one query, as it is asked
+    on every tap of the handover screen."""
+    on_duty = exists().where(
+        GroupDuty.group_id == group.id,
+        GroupDuty.person_id.in_(people),
+        vetting.passed_covering(GroupDuty.person_id, today),
+    )
+    admin = exists().where(
+        PersonRole.person_id.in_(people),
+        PersonRole.school_id == group.school_id,
+        PersonRole.role == Role.ADMIN.value,
+    )
+    if not group.active:  # only an admin acts on a group no longer running
+        return bool(await session.scalar(select(admin)))
+    return bool(await session.scalar(select(or_(on_duty, admin))))
 
 
 @dataclass

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, timedelta
+from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import ColumnElement, delete, exists, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage import audit
@@ -64,18 +65,30 @@ async def record(
     return row
 
 
+def passed_covering(person_id: Any, on: date) -> ColumnElement[bool]:
+    """SQL for "this person has a passed check covering `on`" (a failed check never counts, whatever
+    its dates); `person_id` may be a column, so a duty list is checked in the same query."""
+    return exists().where(
+        Vetting.person_id == person_id,
+        *_passed(on),
+    )
+
+
+def _passed(on: date) -> list[ColumnElement[bool]]:
+    return [
+        Vetting.moral_ok.is_(True),
+        Vetting.health_ok.is_(True),
+        Vetting.qualification_ok.is_(True),
+        Vetting.checked_on <= on,
+        Vetting.valid_until >= on,
+    ]
+
+
 async def valid_record(session: AsyncSession, person_id: int, on: date) -> Vetting | None:
-    """The newest passed record covering `on`; a failed check never counts, whatever its dates."""
+    """The newest passed record covering `on`."""
     return await session.scalar(
         select(Vetting)
-        .where(
-            Vetting.person_id == person_id,
-            Vetting.moral_ok.is_(True),
-            Vetting.health_ok.is_(True),
-            Vetting.qualification_ok.is_(True),
-            Vetting.checked_on <= on,
-            Vetting.valid_until >= on,
-        )
+        .where(Vetting.person_id == person_id, *_passed(on))
         .order_by(Vetting.valid_until.desc(), Vetting.id.desc())
         .limit(1)
     )
