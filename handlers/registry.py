@@ -9,10 +9,12 @@ from handlers import (
     apply,
     cancel,
     dashboard,
+    delete_me,
     fallback,
     feedback,
     language,
     menu,
+    mydata,
     notices,
     offer,
     pickup,
@@ -50,6 +52,8 @@ FLOWS: list[Flow] = [
     survey.FLOW,
     feedback.FLOW,
     dashboard.FLOW,
+    mydata.FLOW,
+    delete_me.FLOW,
     fallback.FLOW,  # must be last: answers whatever no other flow took
 ]
 
