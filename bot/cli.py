@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 import messages
 from bot import admin
 from bot.config import Settings
-from bot.logs import setup_logging
+from bot.logs import secrets_of, setup_logging
 from handlers.dialog import Links
 from handlers.notices import audience_label, describe, when
 from messages import format_label
@@ -64,6 +64,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--supervisor", type=int, default=None, help=argparse.SUPPRESS)
     sub.add_parser("migrate", help="bring the database schema to the latest version")
     sub.add_parser("sender", help="only the outbox sender (leader-elected): no web server, no updates")
+    backup = sub.add_parser("backup", help="a consistent copy of the SQLite database (PostgreSQL: pg_dump)")
+    backup.add_argument("path", type=Path, metavar="PATH", help="the backup file to write (replaced)")
+    restore = sub.add_parser("restore", help="put a backup in place of the database (bot stopped)")
+    restore.add_argument("path", type=Path, metavar="PATH", help="a file written by `afterschool backup`")
+    restore.add_argument("--force", action="store_true", help="replace the database that is there")
 
     roster = sub.add_parser("import-roster", help="load classes, students, guardians and staff from CSV")
     roster.add_argument("path", type=Path, metavar="PATH.csv")
@@ -161,7 +166,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     settings = Settings()
-    secrets = [s.get_secret_value() for s in (settings.telegram_bot_token, settings.webhook_secret) if s]
+    secrets = secrets_of(
+        settings.telegram_bot_token, settings.webhook_secret, settings.secret_key, settings.database_url
+    )
     setup_logging(settings.log_level, settings.log_format, secrets)
     if getattr(args, "worker", None) is not None:
         _tag_log_lines(f"worker {args.worker}")
@@ -222,6 +229,8 @@ async def _dispatch(args: argparse.Namespace, settings: Settings, locale: str) -
 
         await send_only(settings)
         return 0
+    if args.command in ("backup", "restore"):  # before anything opens (and so creates) the database
+        return await _backup(args, settings, locale)
 
     engine = create_engine(settings.resolved_database_url())
     try:
@@ -279,6 +288,36 @@ async def _run(args: argparse.Namespace, settings: Settings, locale: str) -> int
         args.workers, [*worker, "--supervisor", str(os.getpid())], settings.log_level, settings.log_format
     )
     raise AssertionError("exec returned")
+
+
+async def _backup(args: argparse.Namespace, settings: Settings, locale: str) -> int:
+    from bot import backup
+
+    def say(key: str, **params: object) -> None:
+        print(messages.format_label(f"cli_backup.{key}", locale, **params))
+
+    url = settings.resolved_database_url()
+    database = backup.sqlite_path(url)
+    if database is None:
+        dump, restore = backup.postgres_commands(url, args.path)
+        say("postgres_backup" if args.command == "backup" else "postgres_restore")
+        say("command", command=dump if args.command == "backup" else restore)
+        return 2  # we did not make (or restore) the backup: a cron job must not think so
+    try:
+        if args.command == "backup":
+            done = backup.backup_sqlite(database, args.path)
+        else:
+            done = await backup.restore_sqlite(args.path, database, force=args.force)
+    except backup.BackupError as exc:
+        text = messages.format_label(f"cli_backup.{exc.key}", locale, **exc.params)
+        print(messages.format_label("cli.error", locale, message=text), file=sys.stderr)
+        return 2
+    common = {"path": done.path, "size": done.megabytes, "tables": done.tables, "version": done.version}
+    if args.command == "backup":
+        say("done", **common)
+    else:
+        say("restored", backup=args.path, **common)
+    return 0
 
 
 async def _import_roster(args: argparse.Namespace, sessionmaker: object, locale: str) -> int:

@@ -20,6 +20,7 @@ from multidict import MultiDictProxy
 from sqlalchemy.ext.asyncio import AsyncSession
 
 import messages
+from bot.guard import FailureLimiter, client_ip
 from bot.web import page_locale
 from handlers.dispatch import Deps
 from messages import charts, exports
@@ -29,6 +30,11 @@ from storage.dashboard import Refused, Viewer
 from storage.models import School, Survey
 
 DEPS = web.AppKey("dashboard_deps", Deps)
+SIGN_IN_GUARD = web.AppKey("dashboard_sign_in_guard", FailureLimiter)
+# Refused sign-in links per client address before /dashboard/login answers 429 for a while. A
+# person with a stale link fails once or twice; nginx slows everyone down as well (30 a minute).
+SIGN_IN_FAILURES = 10
+SIGN_IN_WINDOW = 15 * 60.0
 COOKIE = "dash"
 COOKIE_PATH = "/dashboard"
 MAX_QUESTIONS = 10
@@ -50,6 +56,7 @@ _HEADERS = {
 def add_routes(app: web.Application, deps: Deps) -> None:
     """Mount the dashboard on the app (called where the web app is built)."""
     app[DEPS] = deps
+    app[SIGN_IN_GUARD] = FailureLimiter(SIGN_IN_FAILURES, SIGN_IN_WINDOW)
     app.on_response_prepare.append(_security_headers)
     r = app.router
     r.add_get("/dashboard/login", login)
@@ -132,6 +139,11 @@ async def _survey(session: AsyncSession, viewer: Viewer, request: web.Request) -
 async def login(request: web.Request) -> web.StreamResponse:
     """Redeem the link, set the session cookie and go to the overview (the token leaves the URL)."""
     deps = request.app[DEPS]
+    guard, client = request.app[SIGN_IN_GUARD], client_ip(request)
+    if guard.blocked(client):  # before any query: guessing costs us nothing more
+        response = _message(request, "too_many", 429)
+        response.headers["Retry-After"] = str(int(SIGN_IN_WINDOW))
+        return response
     now = utcnow()
     async with deps.sessionmaker.begin() as session:
         outcome = await dashboard.redeem_link(session, request.query.get("token", ""), deps.secret_key, now)
@@ -139,6 +151,8 @@ async def login(request: web.Request) -> web.StreamResponse:
             # This browser's previous session, if any, ends: one browser, one session.
             await dashboard.end_session(session, request.cookies.get(COOKIE), now)
     if isinstance(outcome, Refused):
+        if outcome.reason != "not_allowed":  # a genuine link of someone who lost the role: no guess
+            guard.failed(client)
         return _message(request, f"refused_{outcome.reason}", 403)
     redirect = web.HTTPSeeOther(f"{COOKIE_PATH}{_lang_query(request)}")
     redirect.set_cookie(

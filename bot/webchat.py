@@ -23,6 +23,7 @@ import re
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -32,10 +33,12 @@ from aiohttp import WSCloseCode, WSMsgType, web
 import messages
 from bot.channels import Delivery, Status
 from bot.demo import GROUPS, list_personas
+from bot.guard import FailureLimiter, client_ip
 from bot.web import page_locale
 from handlers.dialog import Attachment, Event, Reply
 from handlers.dispatch import Deps, Unavailable, handle
-from storage import accounts, agreements, audit, notices, outbox
+from storage import accounts, agreements, audit, invites, notices, outbox
+from storage.clock import utcnow
 from storage.models import Person
 
 log = logging.getLogger(__name__)
@@ -83,6 +86,10 @@ INLINE_IMAGES = {
     ".gif": "image/gif",
     ".webp": "image/webp",
 }
+# Wrong invite codes per client address. The per-account limit (storage.invites) alone would not
+# do here: a new browser identity is free, so a guesser could make one for every five guesses.
+INVITE_FAILURES = 20
+INVITE_WINDOW = 3600.0
 FILE_LINK = "web-chat-file"  # what the file links' HMAC is for, so it cannot stand for another use
 
 
@@ -125,6 +132,13 @@ def _resend_count(data: str) -> int:
     return 0
 
 
+def _invite_attempt(event: Event) -> bool:
+    """`/start CODE`, or a typed text shaped like a code: the only messages that can redeem one."""
+    if event.command == "start":
+        return bool(event.args)
+    return event.command is None and invites.looks_like_code(event.text)
+
+
 def new_chat_id() -> str:
     return secrets.token_urlsafe(32)
 
@@ -134,6 +148,7 @@ class _Socket:
     """One open tab; the lock keeps a delivery and a reply from interleaving their frames."""
 
     ws: web.WebSocketResponse
+    client: str  # the address wrong invite codes are counted under
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
@@ -150,6 +165,7 @@ class WebChat:
         self.demo = demo
         self.data_dir = data_dir  # attachments are files under DATA_DIR
         self._sockets: dict[str, set[_Socket]] = {}
+        self.invite_guard = FailureLimiter(INVITE_FAILURES, INVITE_WINDOW)
         script = (STATIC / "chat.js").read_bytes()
         self._script_url = f"/chat/static/chat.js?v={hashlib.sha256(script).hexdigest()[:12]}"
 
@@ -302,7 +318,7 @@ class WebChat:
             chat_id = new_chat_id()
             self._set_cookie(ws, request, chat_id)
         await ws.prepare(request)
-        sock = _Socket(ws)
+        sock = _Socket(ws, client_ip(request))
         self._sockets.setdefault(chat_id, set()).add(sock)
         try:
             await self._expedite(chat_id)
@@ -333,6 +349,12 @@ class WebChat:
             event = Event.from_text(PLATFORM, chat_id, chat_id, value, language=locale)
         else:
             event = Event(PLATFORM, chat_id, chat_id, button=value, language=locale)
+        guessing = kind == "text" and _invite_attempt(event)
+        if guessing and self.invite_guard.blocked(sock.client):
+            text = messages.render("invite_refused", locale, outcome=invites.Outcome.RATE_LIMITED.value)
+            await self._send(sock, self._frame(chat_id, Reply(text)))
+            return
+        started = utcnow()
         try:
             replies = await handle(event, self.deps)
         except Unavailable:
@@ -343,8 +365,21 @@ class WebChat:
             await self._send(sock, {"type": "error", "code": "unavailable", "text": text, "unsent": unsent})
             return
         self.wake()  # the event may have queued messages to other people
+        if guessing:
+            await self._count_invite_failures(sock.client, chat_id, started)
         for reply in replies:
             await self._send(sock, self._frame(chat_id, reply))
+
+    async def _count_invite_failures(self, client: str, chat_id: str, since: datetime) -> None:
+        """Wrong codes the message just cost this chat count against its address as well."""
+        try:
+            async with self.deps.sessionmaker() as session:
+                wrong = await invites.failures_since(session, PLATFORM, chat_id, since)
+        except Exception:  # the reply matters more; the per-account limit still holds
+            log.exception("could not count wrong invite codes")
+            return
+        for _ in range(wrong):
+            self.invite_guard.failed(client)
 
     async def _send_error(self, sock: _Socket, code: str, locale: str) -> None:
         text = messages.label(f"web.chat_error_{code}", locale)

@@ -191,6 +191,28 @@ async def recent_failures(session: AsyncSession, account_id: int, now: datetime)
     )
 
 
+def looks_like_code(raw: str) -> bool:
+    """Whether a text could be one of our codes: anything else can never match, whatever it is."""
+    code = normalise_code(raw)
+    return len(code) == CODE_LENGTH and all(ch in ALPHABET for ch in code)
+
+
+async def failures_since(session: AsyncSession, platform: str, external_id: str, since: datetime) -> int:
+    """Wrong codes this chat account sent from `since` on (the web chat counts them per address)."""
+    return (
+        await session.scalar(
+            select(func.count(InviteFailure.id))
+            .join(PlatformAccount, PlatformAccount.id == InviteFailure.account_id)
+            .where(
+                PlatformAccount.platform == platform,
+                PlatformAccount.external_id == external_id,
+                InviteFailure.at >= since,
+            )
+        )
+        or 0
+    )
+
+
 async def redeem(session: AsyncSession, account: PlatformAccount, raw_code: str) -> Redemption:
     """Bind the account to the invite's person, or say why not. Wrong codes count towards a limit."""
     now = utcnow()

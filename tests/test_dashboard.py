@@ -393,6 +393,43 @@ async def test_forged_links_are_refused(site: Site, forge: Any):
     await sign_in(site, f"{site.base}/dashboard/login?token={token}")
 
 
+async def test_guessing_links_is_stopped_per_address_with_a_429_page(site: Site):
+    """Ten refused links from one address, and that address gets a 429 page in its language
+    without the database being asked; another address, and the genuine link, still work."""
+    url = await issue(site, SCHOOL_A, "C001")
+    genuine = token_of(url)
+    guesser, other = {"X-Real-IP": "203.0.113.7"}, {"X-Real-IP": "198.51.100.9"}
+    browser = site.browser()
+    for n in range(dashboard.SIGN_IN_FAILURES):
+        forged = f"{n + 1}.guess{n}.{'0' * 64}"
+        login = f"{site.base}/dashboard/login"
+        async with browser.get(login, params={"token": forged}, headers=guesser) as r:
+            assert r.status == 403
+    async with browser.get(url, headers=guesser) as r:  # even the right link: the address waits
+        assert r.status == 429 and int(r.headers["Retry-After"]) == int(dashboard.SIGN_IN_WINDOW)
+        assert "尝试过多" in await r.text()
+    async with browser.get(f"{url}&lang=en", headers=guesser) as r:
+        assert r.status == 429 and "Too many sign-in attempts" in await r.text()
+    # Nothing of this spent the link: from another address it signs in.
+    async with site.browser().get(f"{site.base}/dashboard/login?token={genuine}", headers=other) as r:
+        assert r.status == 200 and r.url.path == "/dashboard"
+
+
+def test_failure_limiter_forgets_old_failures_and_counts_per_address():
+    """The window slides: failures older than it no longer count; one address never blocks another."""
+    from bot.guard import FailureLimiter
+
+    now = [0.0]
+    guard = FailureLimiter(3, 60.0, clock=lambda: now[0])
+    for _ in range(3):
+        assert not guard.blocked("a")
+        guard.failed("a")
+        now[0] += 10
+    assert guard.blocked("a") and not guard.blocked("b")
+    now[0] = 61.0  # the first failure (at 0) is out of the window
+    assert not guard.blocked("a")
+
+
 async def test_a_link_signed_with_another_key_is_refused(site: Site):
     person = await person_of(site.sessionmaker, SCHOOL_A, "C001")
     async with site.sessionmaker.begin() as session:

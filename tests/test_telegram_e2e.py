@@ -12,9 +12,11 @@ from typing import Any
 
 import aiohttp
 import pytest
+from sqlalchemy import select
 
 from handlers.registry import command_menu
-from storage.models import AccountBinding, OutboxStatus, ProcessedUpdate
+from storage.models import AccountBinding, OutboxStatus, Person, ProcessedUpdate, Student
+from storage.models import School as SchoolRow
 from tests.school import parent_code, person_code
 from tests.telegram_app import SECRET, SECRET_HEADER, TOKEN, eventually, free_port, running_app
 
@@ -168,3 +170,30 @@ async def test_the_token_never_reaches_the_logs(school, fake, tmp_path, caplog):
     for message, exc_text in logged:
         assert secret_part not in message and secret_part not in exc_text
     assert secret_part not in text
+
+
+async def test_names_with_markup_arrive_as_text_in_chats_and_pages(school, fake, tmp_path):
+    """Names come from a roster file anyone at the school may have typed: markup in them is shown
+    as the characters it is, in Telegram (whose HTML parser the fake applies) and on the web."""
+    hostile = '<script>alert("x")</script> & <b>Bold</b> <a href="https://evil.example">'
+    async with school.sessionmaker.begin() as session:
+        student = await session.scalar(select(Student).where(Student.student_no == "S2026101"))
+        guardian = await session.scalar(select(Person).where(Person.person_no == "S2026101-G1"))
+        a_school = await session.scalar(select(SchoolRow))
+        assert student is not None and guardian is not None and a_school is not None
+        student.name, guardian.name, a_school.name = f"Kid {hostile}", f"Mum {hostile}", f"School {hostile}"
+    teacher_code = await person_code(school.sessionmaker, "teacher", "T001")
+    code = await parent_code(school.sessionmaker, "S2026101")
+    port = free_port()
+    async with running_app(school, fake, tmp_path, http_port=port):
+        fake.push_text(TEACHER, f"/start {teacher_code}")
+        await fake.wait_for_messages(TEACHER, 1)
+        fake.push_text(PARENT, f"/start {code}")
+        greeting = (await fake.wait_for_messages(PARENT, 1))[0]  # accepted by Telegram's parser
+        assert f"Kid {hostile}" in greeting and f"Mum {hostile}" in greeting  # as plain text
+        told = (await fake.wait_for_messages(TEACHER, 2))[1]  # through the outbox, too
+        assert f"Kid {hostile}" in told
+        async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{port}/terms") as r:
+            page = await r.text()
+    assert "School &lt;script&gt;alert(" in page
+    assert "<script>alert" not in page and 'href="https://evil.example"' not in page

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import json
 import logging
 import socket
@@ -19,15 +20,15 @@ from pydantic import SecretStr
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.app import serve
+from bot.app import MAX_REQUEST_BYTES, serve
 from bot.config import Settings
 from bot.demo import GROUPS, list_personas, prepare_demo, run_demo
-from bot.webchat import COOKIE, MAX_FRAME_BYTES
+from bot.webchat import COOKIE, INVITE_FAILURES, MAX_FRAME_BYTES
 from handlers.dialog import Links
-from storage import accounts, outbox
+from storage import accounts, invites, outbox
 from storage.clock import utcnow
 from storage.db import create_engine, create_sessionmaker, migrate
-from storage.models import AuditLog, Outbox, OutboxStatus, Person, School
+from storage.models import AccountBinding, AuditLog, InviteFailure, Outbox, OutboxStatus, Person, School
 from tests.school import parent_code, person_code
 
 TIMEOUT = 10.0
@@ -208,6 +209,57 @@ async def test_forged_buttons_and_bad_frames_get_answers(tmp_path: Path) -> None
         with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
             await browser.ws_connect(f"{app.base}/chat/ws", headers={"Origin": "https://evil.example"})
         assert refused.value.status == 403
+
+
+async def test_guessing_invite_codes_is_limited_per_browser_and_per_address(tmp_path: Path) -> None:
+    """Five wrong codes an hour per chat (storage.invites), and, since a new browser identity
+    costs nothing, 20 an hour per address: then even a right code from there waits, while the
+    rest of the chat and other addresses are untouched."""
+    async with live_app(tmp_path, demo=False) as app:
+        code = await parent_code(app.sessionmaker, "S2026101")
+        guesser = {"X-Real-IP": "203.0.113.5"}  # the test talks to 127.0.0.1: our "proxy"
+        per_browser = invites.MAX_FAILURES_PER_HOUR
+        for n in range(INVITE_FAILURES // per_browser):
+            async with app.browser().ws_connect(f"{app.base}/chat/ws", headers=guesser) as ws:
+                for _ in range(per_browser):
+                    assert "邀请码不正确" in (await say(ws, f"/start {invites.new_code()}"))["text"]
+                if n == 0:  # the sixth from the same browser: its own limit first
+                    assert "错误次数过多" in (await say(ws, f"/start {invites.new_code().lower()}"))["text"]
+        async with app.sessionmaker() as session:
+            assert await session.scalar(select(func.count()).select_from(InviteFailure)) == INVITE_FAILURES
+
+        async with app.browser().ws_connect(f"{app.base}/chat/ws", headers=guesser) as ws:
+            assert "错误次数过多" in (await say(ws, f"/start {code}"))["text"]
+            assert "错误次数过多" in (await say(ws, code))["text"]
+            assert "/terms" in (await say(ws, "/help"))["text"]  # not a code: answered as ever
+        async with app.sessionmaker() as session:  # refused before any query: nothing written
+            assert await session.scalar(select(func.count()).select_from(InviteFailure)) == INVITE_FAILURES
+            assert await session.scalar(select(func.count()).select_from(AccountBinding)) == 0
+
+        elsewhere = {"X-Real-IP": "198.51.100.2"}
+        async with app.browser().ws_connect(f"{app.base}/chat/ws", headers=elsewhere) as ws:
+            assert "绑定成功" in (await say(ws, f"/start {code}"))["text"]
+
+
+async def test_oversized_requests_get_413_and_the_server_goes_on(tmp_path: Path) -> None:
+    """Every POST is bounded (MAX_REQUEST_BYTES on the app; the webhook and socket frames have
+    their own limits): a body over it is refused before it is read into memory."""
+    async with live_app(tmp_path, demo=True) as app:
+        browser = app.browser()
+        big = b"x" * (MAX_REQUEST_BYTES + 1)
+        json_type = {"Content-Type": "application/json"}
+        async with browser.post(f"{app.base}/chat/persona", data=io.BytesIO(big), headers=json_type) as r:
+            assert r.status == 413
+        form = {"Content-Type": "application/x-www-form-urlencoded"}
+        for path in ("/dashboard/surveys/new", "/dashboard/logout"):
+            async with browser.post(f"{app.base}{path}", data=io.BytesIO(b"title=" + big), headers=form) as r:
+                assert r.status == 413, path
+        async with browser.get(f"{app.base}/healthz") as r:
+            assert r.status == 200
+        ws = await open_chat(app, browser)
+        async with ws:
+            reply = await say(ws, "x" * 4001)  # fits a frame, over a message's length
+            assert "太长" in reply["text"]
 
 
 async def test_persona_routes_do_not_exist_outside_the_demo(tmp_path: Path) -> None:
