@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
-from sqlalchemy import String, literal, select, union_all
+from sqlalchemy import String, bindparam, literal, select, union_all
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -56,10 +57,8 @@ async def get_or_create_account(
     session: AsyncSession, platform: str, external_id: str, chat_id: str, locale: str
 ) -> PlatformAccount:
     """The account for this platform identity; created on first contact (safe under races)."""
-    query = select(PlatformAccount).where(
-        PlatformAccount.platform == platform, PlatformAccount.external_id == external_id
-    )
-    account = await session.scalar(query)
+    params = {"platform": platform, "external_id": external_id}
+    account = await session.scalar(_ACCOUNT, params)
     if account is None:
         try:
             async with session.begin_nested():
@@ -68,7 +67,7 @@ async def get_or_create_account(
                 )
                 session.add(account)
         except IntegrityError:
-            account = (await session.scalars(query)).one()
+            account = (await session.scalars(_ACCOUNT, params)).one()
     else:
         if account.chat_id != chat_id:
             account.chat_id = chat_id
@@ -85,22 +84,23 @@ async def find_account(session: AsyncSession, platform: str, external_id: str) -
     )
 
 
-async def load_identity(session: AsyncSession, account: PlatformAccount) -> Identity:
-    """Who the account speaks for, in two queries: it runs before every event (the hot path)."""
-    bound = (
-        await session.execute(
-            select(Person, School)
-            .join(AccountBinding, AccountBinding.person_id == Person.id)
-            .join(School, School.id == Person.school_id)
-            .where(AccountBinding.account_id == account.id)
-            .order_by(AccountBinding.id)
-        )
-    ).all()
-    if not bound:
-        return Identity(account=account)
-    people = [person for person, _ in bound]
-    ids = [p.id for p in people]
-    # Roles, classes headed and children as one union of (kind, sort key, id, name, class, relation).
+# The statements run for every event are built once: building and keying a statement costs more CPU
+# than SQLite takes to answer it (docs/benchmarks.md, "Inbound updates").
+_ACCOUNT = select(PlatformAccount).where(
+    PlatformAccount.platform == bindparam("platform"), PlatformAccount.external_id == bindparam("external_id")
+)
+_BOUND = (
+    select(Person, School)
+    .join(AccountBinding, AccountBinding.person_id == Person.id)
+    .join(School, School.id == Person.school_id)
+    .where(AccountBinding.account_id == bindparam("account_id"))
+    .order_by(AccountBinding.id)
+)
+
+
+def _about_people() -> Any:
+    """Roles, classes headed and children as one union of (kind, sort key, id, name, class, relation)."""
+    ids = bindparam("ids", expanding=True)
     none = literal(None, String)
     roles = select(
         literal("r").label("kind"), PersonRole.role.label("k"), literal(0).label("id"), none, none, none
@@ -114,7 +114,19 @@ async def load_identity(session: AsyncSession, account: PlatformAccount) -> Iden
         .join(SchoolClass, SchoolClass.id == Student.class_id)
         .where(Guardianship.person_id.in_(ids), Student.active.is_(True))
     )
-    rows = (await session.execute(union_all(roles, headed, children).order_by("kind", "k", "id"))).all()
+    return union_all(roles, headed, children).order_by("kind", "k", "id")
+
+
+_ABOUT_PEOPLE = _about_people()
+
+
+async def load_identity(session: AsyncSession, account: PlatformAccount) -> Identity:
+    """Who the account speaks for, in two queries: it runs before every event (the hot path)."""
+    bound = (await session.execute(_BOUND, {"account_id": account.id})).all()
+    if not bound:
+        return Identity(account=account)
+    people = [person for person, _ in bound]
+    rows = (await session.execute(_ABOUT_PEOPLE, {"ids": [p.id for p in people]})).all()
     return Identity(
         account,
         people,
