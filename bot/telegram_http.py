@@ -7,7 +7,11 @@ one or two calls (docs/benchmarks.md). PTB supports this: a `BaseRequest` subcla
 
 from __future__ import annotations
 
+import functools
+import json
+import urllib.request
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 from telegram.error import NetworkError, TimedOut
@@ -15,6 +19,19 @@ from telegram.request import BaseRequest, RequestData
 
 DEFAULT_TIMEOUT = 5.0  # seconds, as PTB's own client
 MEDIA_WRITE_TIMEOUT = 20.0
+
+
+@functools.cache
+def _proxy_origin(scheme: str, host: str) -> str | None:
+    if urllib.request.proxy_bypass(host):
+        return None
+    return urllib.request.getproxies().get(scheme)
+
+
+def _proxy_for(url: str) -> str | None:
+    """The environment's proxy for this URL (HTTPS_PROXY, NO_PROXY), looked up once per host."""
+    parts = urlsplit(url)
+    return _proxy_origin(parts.scheme, parts.hostname or "")
 
 
 class AiohttpRequest(BaseRequest):
@@ -32,8 +49,9 @@ class AiohttpRequest(BaseRequest):
     async def initialize(self) -> None:
         if self._session is None or self._session.closed:
             connector = aiohttp.TCPConnector(limit=self._pool_size, limit_per_host=self._pool_size)
-            # trust_env: honour HTTPS_PROXY/NO_PROXY as PTB's httpx client does.
-            self._session = aiohttp.ClientSession(connector=connector, trust_env=True)
+            # No trust_env: aiohttp would then look up netrc and the proxy on a thread for every
+            # request; the proxy (HTTPS_PROXY/NO_PROXY, honoured as by PTB's httpx) is found once.
+            self._session = aiohttp.ClientSession(connector=connector)
 
     async def shutdown(self) -> None:
         if self._session is not None and not self._session.closed:
@@ -60,16 +78,22 @@ class AiohttpRequest(BaseRequest):
         # aiohttp has no write timeout of its own: the whole call is bounded by the sum.
         total = None if None in (read, connect, write, pool) else read + connect + write + pool
         timeout = aiohttp.ClientTimeout(total=total, sock_connect=connect, sock_read=read)
+        headers = {"User-Agent": self.USER_AGENT}
         body: Any = None
-        if request_data is not None:
-            body = self._form(request_data) if files else request_data.json_parameters
+        if request_data is not None and files:
+            body = self._form(request_data)
+        elif request_data is not None:
+            # JSON, not a form: aiohttp builds a multipart writer (and a random boundary) for any form.
+            body = json.dumps(request_data.parameters, ensure_ascii=False).encode()
+            headers["Content-Type"] = "application/json"
         try:
             async with self._session.request(
                 method,
                 url,
                 data=body,
-                headers={"User-Agent": self.USER_AGENT},
+                headers=headers,
                 timeout=timeout,
+                proxy=_proxy_for(url),
             ) as response:
                 return response.status, await response.read()
         except TimeoutError as err:
