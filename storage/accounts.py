@@ -56,9 +56,15 @@ class Identity:
 async def get_or_create_account(
     session: AsyncSession, platform: str, external_id: str, chat_id: str, locale: str
 ) -> PlatformAccount:
-    """The account for this platform identity; created on first contact (safe under races)."""
+    """The account for this platform identity; created on first contact (safe under races).
+
+    On PostgreSQL the row stays locked until the caller's transaction ends: two updates of one chat
+    that reach two workers at once are handled one after the other, each seeing the conversation
+    state the other left. (SQLite has one writer at a time: a second process that read the state
+    before the first one wrote is refused at its first write and its update is offered again.)
+    """
     params = {"platform": platform, "external_id": external_id}
-    account = await session.scalar(_ACCOUNT, params)
+    account = await session.scalar(_ACCOUNT_LOCKED, params)
     if account is None:
         try:
             async with session.begin_nested():
@@ -89,6 +95,7 @@ async def find_account(session: AsyncSession, platform: str, external_id: str) -
 _ACCOUNT = select(PlatformAccount).where(
     PlatformAccount.platform == bindparam("platform"), PlatformAccount.external_id == bindparam("external_id")
 )
+_ACCOUNT_LOCKED = _ACCOUNT.with_for_update()
 _BOUND = (
     select(Person, School)
     .join(AccountBinding, AccountBinding.person_id == Person.id)
