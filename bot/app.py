@@ -52,13 +52,6 @@ async def open_runtime(settings: Settings, *, run_migrations: bool = True) -> Ru
     if run_migrations:
         await migrate(engine)
     sessionmaker = create_sessionmaker(engine)
-    deps = Deps(
-        sessionmaker=sessionmaker,
-        links=Links(settings.base_url(), settings.telegram_bot_username),
-        default_locale=settings.default_locale,
-        files_dir=settings.data_dir,
-        secret_key=settings.secret_key_bytes(),
-    )
     channels: dict[str, Channel] = {}
     sender = Sender(
         sessionmaker,
@@ -68,6 +61,14 @@ async def open_runtime(settings: Settings, *, run_migrations: bool = True) -> Ru
         poll_interval=settings.send_poll_seconds,
         lease=settings.send_lease_seconds,
         retry_base=settings.send_retry_base_seconds,
+    )
+    deps = Deps(
+        sessionmaker=sessionmaker,
+        links=Links(settings.base_url(), settings.telegram_bot_username),
+        default_locale=settings.default_locale,
+        files_dir=settings.data_dir,
+        secret_key=settings.secret_key_bytes(),
+        on_queued=sender.wake,
     )
     scheduler = Scheduler.from_settings(settings, sessionmaker, wake=sender.wake)
     return Runtime(settings, engine, sessionmaker, deps, sender, channels, [sender, scheduler])

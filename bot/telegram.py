@@ -373,12 +373,10 @@ class TelegramAdapter:
                 return
             async with self._chat_lock(event.chat_id):
                 try:
-                    replies = await handle(event, self.deps)
+                    replies = await handle(event, self.deps)  # wakes the sender if it queued messages
                 except Unavailable:
                     await self._tell_unavailable(update.update_id, event)
                     raise
-                finally:
-                    self.wake()  # the event may have queued messages for other people
                 for reply in replies:
                     await self._send(event.chat_id, reply)
         except Unavailable:

@@ -364,7 +364,6 @@ class WebChat:
             text = messages.render("unavailable", locale)
             await self._send(sock, {"type": "error", "code": "unavailable", "text": text, "unsent": unsent})
             return
-        self.wake()  # the event may have queued messages to other people
         if guessing:
             await self._count_invite_failures(sock.client, chat_id, started)
         for reply in replies:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -13,7 +14,7 @@ import messages
 from handlers import fallback
 from handlers.dialog import MAX_TEXT, Context, Event, Flow, Links, Reply
 from handlers.registry import BY_COMMAND, BY_KEY, BY_NAME, FALLBACK
-from storage import accounts, conversations, updates
+from storage import accounts, conversations, outbox, updates
 from storage.availability import is_unavailable
 
 log = logging.getLogger(__name__)
@@ -40,6 +41,8 @@ class Deps:
     files_dir: Path | None = None
     # The deployment's secret (dashboard links, anonymous answers); tests get a fresh random one.
     secret_key: bytes = field(default_factory=lambda: secrets.token_bytes(32))
+    # Called after an event's commit if it queued messages to other people (wakes the sender).
+    on_queued: Callable[[], None] | None = None
 
 
 async def handle(event: Event, deps: Deps) -> list[Reply]:
@@ -69,7 +72,10 @@ async def handle(event: Event, deps: Deps) -> list[Reply]:
                 files_dir=deps.files_dir,
                 secret_key=deps.secret_key,
             )
-            return await route(ctx)
+            replies = await route(ctx)
+        if deps.on_queued is not None and outbox.queued(session):
+            deps.on_queued()
+        return replies
     except Exception as exc:
         if is_unavailable(exc):
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

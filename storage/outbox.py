@@ -51,6 +51,9 @@ class Claim:
         return LANE_RANK.get(self.lane, 3), self.id
 
 
+QUEUED = "outbox_queued"
+
+
 async def enqueue(
     session: AsyncSession,
     account_id: int,
@@ -71,7 +74,13 @@ async def enqueue(
     )
     session.add(row)
     await session.flush()
+    session.info[QUEUED] = True
     return row
+
+
+def queued(session: AsyncSession) -> bool:
+    """Whether this session queued a message: the sender is woken after its commit, and only then."""
+    return bool(session.info.get(QUEUED))
 
 
 def _claimable(now: datetime) -> list[Any]:
