@@ -58,6 +58,7 @@ async def open_runtime(settings: Settings, *, run_migrations: bool = True) -> Ru
         default_locale=settings.default_locale,
         files_dir=settings.data_dir,
         secret_key=settings.secret_key_bytes(),
+        retention=settings.retention_policy(),
     )
     channels: dict[str, Channel] = {}
     sender = Sender(
