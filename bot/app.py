@@ -68,6 +68,7 @@ async def open_runtime(settings: Settings, *, run_migrations: bool = True) -> Ru
         default_locale=settings.default_locale,
         files_dir=settings.data_dir,
         secret_key=settings.secret_key_bytes(),
+        retention=settings.retention_policy(),
         on_queued=sender.wake,
     )
     scheduler = Scheduler.from_settings(settings, sessionmaker, wake=sender.wake)

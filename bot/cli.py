@@ -25,7 +25,7 @@ from bot.logs import secrets_of, setup_logging
 from handlers.dialog import Links
 from handlers.notices import audience_label, describe, when
 from messages import format_label
-from storage import notices
+from storage import notices, retention
 from storage.clock import utcnow
 from storage.db import create_engine, create_sessionmaker, migrate
 from storage.models import Role
@@ -160,6 +160,9 @@ def build_parser() -> argparse.ArgumentParser:
     agr_unsigned = agr_sub.add_parser("unsigned", help="placed children without an agreement in force")
     for p in (agr_export, agr_unsigned):
         p.add_argument("--school", default=None, help="school code (needed when there are several)")
+
+    purge = sub.add_parser("purge", help="delete data past its retention period (RETENTION_*), print counts")
+    purge.add_argument("--dry-run", action="store_true", help="only count what would be deleted")
     return parser
 
 
@@ -253,9 +256,28 @@ async def _dispatch(args: argparse.Namespace, settings: Settings, locale: str) -
             return await _agreements(args, sessionmaker, locale)
         if args.command == "survey":
             return await _survey(args, sessionmaker, locale)
+        if args.command == "purge":
+            return await _purge(args, sessionmaker, settings, locale)
     finally:
         await engine.dispose()
     raise AssertionError(args.command)
+
+
+async def _purge(
+    args: argparse.Namespace, sessionmaker: async_sessionmaker[AsyncSession], settings: Settings, locale: str
+) -> int:
+    """What the nightly job does, now; with --dry-run nothing is deleted."""
+    async with sessionmaker() as session:
+        counts = await retention.purge_expired(
+            session, utcnow(), settings.retention_policy(), data_dir=settings.data_dir, dry_run=args.dry_run
+        )
+        if not args.dry_run:
+            await session.commit()
+    head = "cli_retention.would_delete" if args.dry_run else "cli_retention.deleted"
+    print(format_label(head, locale, total=sum(counts.values())))
+    for kind, count in counts.items():
+        print(format_label("cli_retention.line", locale, kind=kind, count=count))
+    return 0
 
 
 async def _run(args: argparse.Namespace, settings: Settings, locale: str) -> int:

@@ -12,6 +12,8 @@ from typing import Any
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from storage.retention import RetentionPolicy
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
@@ -58,6 +60,26 @@ class Settings(BaseSettings):
     # each round stays open.
     feedback_rounds_cron: str = "0 18 1 * *"
     feedback_round_days: int = Field(default=7, ge=1, le=31)
+    # Retention (docs/privacy.md): days each kind of data is kept, and when the nightly purge runs
+    # (crontab line in the school's time zone; empty: never, e.g. when `afterschool purge` is run
+    # from the system's cron instead).
+    retention_attendance_days: int = Field(default=365, ge=1)
+    retention_draft_days: int = Field(default=7, ge=1)
+    retention_update_ids_days: int = Field(default=7, ge=2)  # Telegram re-delivers for up to a day
+    retention_outbox_days: int = Field(default=30, ge=1)
+    retention_pickup_days: int = Field(default=30, ge=0)
+    retention_files_days: int = Field(default=30, ge=1)
+    retention_cron: str = "30 3 * * *"
+
+    def retention_policy(self) -> RetentionPolicy:
+        return RetentionPolicy(
+            attendance_days=self.retention_attendance_days,
+            draft_days=self.retention_draft_days,
+            update_ids_days=self.retention_update_ids_days,
+            outbox_days=self.retention_outbox_days,
+            pickup_days=self.retention_pickup_days,
+            files_days=self.retention_files_days,
+        )
 
     def resolved_database_url(self) -> str:
         if self.database_url:

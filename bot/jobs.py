@@ -10,7 +10,7 @@ import logging
 from bot import care, surveys
 from bot.scheduler import current
 from handlers.notices import TEXTS
-from storage import notices
+from storage import notices, retention
 from storage.clock import utcnow
 
 log = logging.getLogger(__name__)
@@ -80,3 +80,14 @@ async def feedback_rounds() -> None:
     if await surveys.start_feedback_rounds(context.sessionmaker, utcnow(), days=context.feedback_days):
         await surveys.tick(context.sessionmaker, utcnow(), context.files_dir)  # open them now
         context.wake()
+
+
+async def purge_retention() -> None:
+    """Delete what has outlived its retention period (RETENTION_*); logs counts, never what."""
+    context = current()
+    async with context.sessionmaker.begin() as session:
+        counts = await retention.purge_expired(
+            session, utcnow(), context.retention, data_dir=context.files_dir
+        )
+    purged = ", ".join(f"{kind} {n}" for kind, n in counts.items() if n) or "nothing"
+    log.info("retention purge: %s", purged)

@@ -32,7 +32,7 @@ import logging
 import sys
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
@@ -52,6 +52,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from bot.config import Settings, sync_database_url
 from storage import notices
 from storage.clock import utcnow
+from storage.retention import RetentionPolicy
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +81,7 @@ class JobContext:
     notice_grace: timedelta
     files_dir: Path | None = None  # DATA_DIR: where survey charts and exports are written
     feedback_days: int = 7
+    retention: RetentionPolicy = field(default_factory=RetentionPolicy)
 
 
 # The contexts of the schedulers running in this process: one, the leader's (a test may briefly
@@ -195,6 +197,8 @@ class Scheduler:
         files_dir: Path | None = None,
         feedback_cron: str = "",
         feedback_days: int = 7,
+        retention: RetentionPolicy | None = None,
+        retention_cron: str = "",
     ) -> None:
         self.sessionmaker = sessionmaker
         self.sync_url = sync_url
@@ -206,6 +210,8 @@ class Scheduler:
         self.files_dir = files_dir
         self.feedback_cron = feedback_cron
         self.feedback_days = feedback_days
+        self.retention = retention or RetentionPolicy()
+        self.retention_cron = retention_cron
         self._scheduler: _OffLoopScheduler | None = None
         self._executor: _LoopExecutor | None = None
         self._worker: ThreadPoolExecutor | None = None
@@ -227,6 +233,8 @@ class Scheduler:
             files_dir=settings.data_dir,
             feedback_cron=settings.feedback_rounds_cron,
             feedback_days=settings.feedback_round_days,
+            retention=settings.retention_policy(),
+            retention_cron=settings.retention_cron,
         )
 
     # -- life cycle ------------------------------------------------------------------------------
@@ -250,7 +258,12 @@ class Scheduler:
             event_loop=loop,
         )
         self._context = JobContext(
-            self.sessionmaker, self.wake, self.notice_grace, self.files_dir, self.feedback_days
+            self.sessionmaker,
+            self.wake,
+            self.notice_grace,
+            self.files_dir,
+            self.feedback_days,
+            self.retention,
         )
         _running.append(self._context)
         try:
@@ -352,6 +365,13 @@ class Scheduler:
                 f"feedback rounds: cron {self.feedback_cron} ({self.timezone})",
                 timedelta(days=1),  # a round missed while down still starts that day
             )
+        if self.retention_cron:
+            specs["retention:purge"] = JobSpec(
+                "bot.jobs:purge_retention",
+                notices.cron_trigger(self.retention_cron, self.timezone),
+                f"retention purge: cron {self.retention_cron} ({self.timezone})",
+                timedelta(days=1),  # a night missed while down is made up once on start
+            )
         await self._in_worker(functools.partial(self._apply, specs))
 
     def _notice_spec(self, schedule: notices.Schedule) -> JobSpec:
@@ -387,7 +407,7 @@ class Scheduler:
             )
             log.debug("scheduler: %s %s", "replaced" if job else "added", spec.signature)
         for job_id in existing.keys() - specs.keys():
-            if job_id.startswith(("notice:", "feedback:")):
+            if job_id.startswith(("notice:", "feedback:", "retention:")):
                 scheduler.remove_job(job_id)
                 log.info("scheduler: removed %s", job_id)
 

@@ -37,7 +37,7 @@ from bot.guard import FailureLimiter, client_ip
 from bot.web import page_locale
 from handlers.dialog import Attachment, Event, Reply
 from handlers.dispatch import Deps, Unavailable, handle
-from storage import accounts, agreements, audit, invites, notices, outbox
+from storage import accounts, agreements, audit, consent, invites, notices, outbox
 from storage.clock import utcnow
 from storage.models import Person
 
@@ -256,6 +256,9 @@ class WebChat:
             )
             if person is not None:
                 await accounts.bind_account(session, account, person)
+                # The demo's picker stands in for the invite and the notice alike (fictional people);
+                # /privacy shows the notice.
+                await consent.accept(session, [person.id], account.id, utcnow())
                 await audit.record(
                     session,
                     "demo.bound",

@@ -17,4 +17,5 @@ FLOW = Flow(
     commands=("cancel",),
     on_command=cancel,
     menu_commands=("cancel",),
+    before_consent=True,
 )

@@ -151,4 +151,5 @@ FLOW = Flow(
     on_command=explain,
     on_button=pressed,
     menu_commands=("delete_me",),
+    before_consent=True,  # asking for erasure never waits for consent
 )

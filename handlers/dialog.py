@@ -17,6 +17,7 @@ import messages
 from storage import accounts, conversations, outbox
 from storage.accounts import Identity
 from storage.models import ConversationState, Lane
+from storage.retention import RetentionPolicy
 
 MAX_TEXT = 4000
 MAX_PAYLOAD_BYTES = 64  # Telegram's callback_data limit
@@ -152,6 +153,7 @@ class Context:
     links: Links
     files_dir: Path | None = None
     secret_key: bytes = b""
+    retention: RetentionPolicy = field(default_factory=RetentionPolicy)  # quoted in the privacy notice
 
     @property
     def account_id(self) -> int:
@@ -224,6 +226,8 @@ class Flow:
 
     `on_button` gets the payload after `key:`; it must re-check everything against the database.
     `on_message` gets text or media while the chat's stored state names this flow.
+    `before_consent`: reachable by a bound person who has not accepted the current privacy notice
+    (leaving, help, the terms, the language, one's own data); every other flow waits for consent.
     """
 
     name: str
@@ -233,3 +237,4 @@ class Flow:
     on_button: ButtonStep | None = None
     on_message: Step | None = None
     menu_commands: tuple[str, ...] = field(default=())
+    before_consent: bool = False

@@ -11,11 +11,12 @@ from pathlib import Path
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 import messages
-from handlers import fallback
+from handlers import fallback, start
 from handlers.dialog import MAX_TEXT, Context, Event, Flow, Links, Reply
 from handlers.registry import BY_COMMAND, BY_KEY, BY_NAME, FALLBACK
-from storage import accounts, conversations, outbox, updates
+from storage import accounts, consent, conversations, outbox, updates
 from storage.availability import is_unavailable
+from storage.retention import RetentionPolicy
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,7 @@ class Deps:
     files_dir: Path | None = None
     # The deployment's secret (dashboard links, anonymous answers); tests get a fresh random one.
     secret_key: bytes = field(default_factory=lambda: secrets.token_bytes(32))
+    retention: RetentionPolicy = field(default_factory=RetentionPolicy)
     # Called after an event's commit if it queued messages to other people (wakes the sender).
     on_queued: Callable[[], None] | None = None
 
@@ -71,6 +73,7 @@ async def handle(event: Event, deps: Deps) -> list[Reply]:
                 links=deps.links,
                 files_dir=deps.files_dir,
                 secret_key=deps.secret_key,
+                retention=deps.retention,
             )
             replies = await route(ctx)
         if deps.on_queued is not None and outbox.queued(session):
@@ -99,12 +102,25 @@ async def route(ctx: Context) -> list[Reply]:
         flow = BY_KEY.get(key)
         if flow is None or flow.on_button is None:
             return await fallback.invalid_button(ctx, data)
+        if await _waits_for_consent(ctx, flow):
+            return await start.ask_consent(ctx)
         return await flow.on_button(ctx, data)
     if event.command is not None:
         flow = BY_COMMAND.get(event.command, FALLBACK)
         assert flow.on_command is not None
+        if await _waits_for_consent(ctx, flow):
+            return await start.ask_consent(ctx)
         return await flow.on_command(ctx)
     current: Flow | None = BY_NAME.get(ctx.state.flow) if ctx.state else None
+    if await _waits_for_consent(ctx, current or FALLBACK):
+        return await start.ask_consent(ctx)
     if current is not None and current.on_message is not None:
         return await current.on_message(ctx)
     return await fallback.anything(ctx)
+
+
+async def _waits_for_consent(ctx: Context, flow: Flow) -> bool:
+    """A bound person who has not accepted the current privacy notice is asked before anything else."""
+    if flow.before_consent or not ctx.identity.bound:
+        return False
+    return bool(await consent.missing(ctx.session, [p.id for p in ctx.identity.people]))

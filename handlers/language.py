@@ -31,4 +31,5 @@ FLOW = Flow(
     on_command=choose,
     on_button=pressed,
     menu_commands=("lang",),
+    before_consent=True,
 )

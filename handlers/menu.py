@@ -24,4 +24,5 @@ FLOW = Flow(
     on_command=show_menu,
     on_button=pressed,
     menu_commands=("help",),
+    before_consent=True,
 )

@@ -98,4 +98,11 @@ def _readable(row: dict[str, Any]) -> dict[str, str]:
     return out
 
 
-FLOW = Flow(name="mydata", key=KEY, commands=("mydata",), on_command=show, menu_commands=("mydata",))
+FLOW = Flow(
+    name="mydata",
+    key=KEY,
+    commands=("mydata",),
+    on_command=show,
+    menu_commands=("mydata",),
+    before_consent=True,  # seeing what is stored never waits for consent
+)

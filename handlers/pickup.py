@@ -77,7 +77,7 @@ async def pressed(ctx: Context, payload: str) -> list[Reply]:
         if int(raw) not in {c.student_id for c in ctx.identity.children}:
             return [ctx.reply("button_invalid")]
         await ctx.set_state(NAME, "name", {"student": int(raw), "one_day": action == "one"})
-        return [ctx.reply("pickup_ask_name")]
+        return [ctx.reply("pickup_ask_name", days=ctx.retention.pickup_days)]
     if action == "rm":
         try:
             change = await pickup.remove_adult(ctx.session, _people(ctx), ctx.account_id, int(raw), now)
@@ -169,7 +169,7 @@ async def typed(ctx: Context) -> list[Reply]:
     state = ctx.state
     text = ctx.event.text.strip()
     if state is None or ctx.event.media or not text:
-        return [ctx.reply("pickup_ask_name")]
+        return [ctx.reply("pickup_ask_name", days=ctx.retention.pickup_days)]
     data = dict(state.data)
     if state.step == "name":
         if len(text) > pickup.MAX_NAME:

@@ -47,4 +47,5 @@ FLOW = Flow(
     on_command=show_terms,
     on_button=pressed,
     menu_commands=("terms",),
+    before_consent=True,
 )

@@ -365,7 +365,8 @@ async def class_review(
         actor_account_id=account_id,
         target_type="application",
         target_id=app.id,
-        priority=app.priority_confirmed,
+        # How many priority groups, not which: the categories (disability, ...) stay on the application.
+        priority=len(app.priority_confirmed or []),
         waiver=app.waiver,
     )
     return Result(

@@ -53,6 +53,7 @@ class IssuedInvite:
 
 
 class Outcome(enum.StrEnum):
+    VALID = "valid"  # `check` only: the code would bind
     BOUND = "bound"
     ALREADY_BOUND = "already_bound"
     INVALID = "invalid"
@@ -213,9 +214,10 @@ async def failures_since(session: AsyncSession, platform: str, external_id: str,
     )
 
 
-async def redeem(session: AsyncSession, account: PlatformAccount, raw_code: str) -> Redemption:
-    """Bind the account to the invite's person, or say why not. Wrong codes count towards a limit."""
-    now = utcnow()
+async def _usable(
+    session: AsyncSession, account: PlatformAccount, raw_code: str, now: datetime
+) -> InviteCode | Redemption:
+    """The invite this account may redeem now, or why not. Wrong codes count towards the limit."""
     if await recent_failures(session, account.id, now) >= MAX_FAILURES_PER_HOUR:
         return Redemption(Outcome.RATE_LIMITED)
     code = normalise_code(raw_code)
@@ -249,7 +251,27 @@ async def redeem(session: AsyncSession, account: PlatformAccount, raw_code: str)
     )
     if other_school is not None:
         return Redemption(Outcome.OTHER_SCHOOL)
+    return invite
 
+
+async def check(session: AsyncSession, account: PlatformAccount, raw_code: str) -> Redemption:
+    """What redeeming the code would do, without using it: VALID (with whom it binds) or the refusal.
+
+    Used before the privacy notice is shown; the same limits apply, and `redeem` checks again.
+    """
+    found = await _usable(session, account, raw_code, utcnow())
+    if isinstance(found, Redemption):
+        return found
+    return await _describe(session, found, Outcome.VALID)
+
+
+async def redeem(session: AsyncSession, account: PlatformAccount, raw_code: str) -> Redemption:
+    """Bind the account to the invite's person, or say why not. Wrong codes count towards a limit."""
+    now = utcnow()
+    found = await _usable(session, account, raw_code, now)
+    if isinstance(found, Redemption):
+        return found
+    invite = found
     invite.used_at = now
     invite.used_by_account_id = account.id
     already = await session.scalar(

@@ -7,23 +7,31 @@ from dataclasses import dataclass, field
 
 from handlers.dialog import Event, Reply
 from handlers.dispatch import Deps, handle
+from handlers.start import ACCEPT
 
 _update_ids = itertools.count(1)
 
 
 @dataclass
 class Chat:
-    """One person in one chat; every turn goes through the real dispatcher and database."""
+    """One person in one chat; every turn goes through the real dispatcher and database.
+
+    Like most people, they accept the privacy notice whenever it is shown (the answer comes with
+    the notice); a story about declining makes a Chat with `accepts_privacy_notice=False`.
+    """
 
     deps: Deps
     user_id: str = "1001"
     platform: str = "test"
     language: str | None = "zh-hans"
     seen: list[Reply] = field(default_factory=list)
+    accepts_privacy_notice: bool = True
 
     async def _send(self, event: Event) -> list[Reply]:
         replies = await handle(event, self.deps)
         self.seen.extend(replies)
+        if self.accepts_privacy_notice and ACCEPT in payloads(replies):
+            replies = replies + await self.press(ACCEPT)
         return replies
 
     async def say(self, text: str) -> list[Reply]:

@@ -20,6 +20,8 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 import messages
+from storage import consent
+from storage.clock import utcnow
 from storage.models import Absence, AccountBinding, Guardianship, Person, PlatformAccount, ProcessedUpdate
 from tests.delivery_helpers import subprocess_env
 from tests.fakebotapi import FakeBotApi
@@ -54,6 +56,7 @@ async def bind_parents(
             school_id = await session.scalar(select(Person.school_id).where(Person.id == person_id))
             assert school_id is not None
             session.add(AccountBinding(school_id=school_id, account_id=account.id, person_id=person_id))
+        await consent.accept(session, people, None, utcnow())  # as if each had accepted the notice
     return users
 
 

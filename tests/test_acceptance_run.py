@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from handlers.start import ACCEPT
 from tests.fakebotapi import FakeBotApi
 from tests.school import EXAMPLES
 
@@ -81,10 +82,13 @@ async def test_admin_commands_then_run_against_a_bot_api_server(tmp_path: Path) 
         )
         try:
             fake.push_text(PARENT, f"/start {code}")
-            greeting = (await fake.wait_for_messages(PARENT, 1, timeout=60))[0]
+            notice = (await fake.wait_for_messages(PARENT, 1, timeout=60))[0]
+            assert "隐私说明" in notice and "365 天" in notice
+            fake.push_callback(PARENT, ACCEPT)
+            greeting = (await fake.wait_for_messages(PARENT, 2, timeout=30))[1]
             assert "曹若曦" in greeting and "母亲" in greeting
             fake.push_text(PARENT, "/terms")
-            terms = (await fake.wait_for_messages(PARENT, 2, timeout=30))[1]
+            terms = (await fake.wait_for_messages(PARENT, 3, timeout=30))[2]
             assert "每月 200 元" in terms and "每次 12 元" in terms
         finally:
             run.send_signal(signal.SIGTERM)

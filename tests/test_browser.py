@@ -213,7 +213,7 @@ async def test_names_and_html_from_the_server_render_as_text(chromium: Browser, 
 async def test_an_invite_link_opens_the_chat_and_binds(chromium: Browser, tmp_path: Path) -> None:
     """Without Telegram, Links.invite points at /chat?start=CODE: one tap and the parent is in."""
     async with live_app(tmp_path, demo=False) as app:
-        code = await parent_code(app.sessionmaker, "S2026103")
+        code = await parent_code(app.sessionmaker, "S2026103", notice_accepted=True)
         page = await phone_page(chromium, locale="en-US")
         await page.goto(Links(app.base).invite(code))
         await expect(page.locator("#messages .msg.me").first).to_have_text(f"/start {code}")

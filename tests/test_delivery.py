@@ -213,11 +213,11 @@ async def test_a_parent_who_blocked_the_bot_gets_the_pickup_message_in_the_web_c
             assert page.status == 200
         async with browser.ws_connect(f"http://127.0.0.1:{port}/chat/ws") as web:
             # The mother joins in the web chat, and with a second slip on Telegram.
-            await web.send_json(
-                {"type": "text", "text": f"/start {await parent_code(sessionmaker, 'S2026101')}"}
-            )
+            code = await parent_code(sessionmaker, "S2026101", notice_accepted=True)
+            await web.send_json({"type": "text", "text": f"/start {code}"})
             assert "董静" in (await web.receive_json(timeout=10))["text"]
-            fake.push_text(PARENT, f"/start {await parent_code(sessionmaker, 'S2026101')}")
+            code = await parent_code(sessionmaker, "S2026101", notice_accepted=True)
+            fake.push_text(PARENT, f"/start {code}")
             assert "董静" in (await fake.wait_for_messages(PARENT, 1))[0]
 
             fake.block(PARENT)  # she blocks the bot on Telegram

@@ -40,9 +40,9 @@ async def say(fake: FakeBotApi, chat: int, text: str, language: str = "zh-hans")
 async def test_apply_review_approve_place_on_telegram(school: School, fake: FakeBotApi, tmp_path):
     await setup_groups(school.sessionmaker)
     codes = {
-        PARENT: await parent_code(school.sessionmaker, "S2026101"),
-        TEACHER: await person_code(school.sessionmaker, "teacher", "T001"),
-        ADMIN: await person_code(school.sessionmaker, "admin", "A001"),
+        PARENT: await parent_code(school.sessionmaker, "S2026101", notice_accepted=True),
+        TEACHER: await person_code(school.sessionmaker, "teacher", "T001", notice_accepted=True),
+        ADMIN: await person_code(school.sessionmaker, "admin", "A001", notice_accepted=True),
     }
     async with running_app(school, fake, tmp_path):
         for chat, code in codes.items():

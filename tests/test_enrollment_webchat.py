@@ -26,7 +26,8 @@ async def test_a_parent_applies_and_withdraws_in_the_web_chat(tmp_path: Path) ->
         async with await open_chat(app, browser) as ws:
             await say(ws, "/lang")
             await press(ws, "l:en")
-            bound = await say(ws, f"/start {await parent_code(app.sessionmaker, 'S2026104')}")
+            code = await parent_code(app.sessionmaker, "S2026104", notice_accepted=True)
+            bound = await say(ws, f"/start {code}")
             assert "董子轩" in bound["text"]
 
             step = await say(ws, "/apply")

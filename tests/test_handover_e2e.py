@@ -36,8 +36,9 @@ async def test_attendance_and_handover_on_telegram(school: School, fake: FakeBot
     await parent.press("k:add:1")
     for text in ("王秀兰", "外婆", "1234"):
         await parent.say(text)
-    staff_code = await person_code(school.sessionmaker, "teacher", "T005")
-    mother_code = await parent_code(school.sessionmaker, "S2026101")  # her Telegram chat too
+    staff_code = await person_code(school.sessionmaker, "teacher", "T005", notice_accepted=True)
+    # her Telegram chat too
+    mother_code = await parent_code(school.sessionmaker, "S2026101", notice_accepted=True)
 
     async with running_app(school, fake, tmp_path):
         await say(fake, MOTHER, f"/start {mother_code}")

@@ -122,9 +122,8 @@ async def test_web_chat_gets_a_download_link_only_recipients_can_open(tmp_path: 
                 async with browser.get(f"{base}/chat") as page:
                     assert page.status == 200
             async with parent.ws_connect(f"{base}/chat/ws") as ws:
-                await ws.send_json(
-                    {"type": "text", "text": f"/start {await parent_code(sessionmaker, 'S2026101')}"}
-                )
+                code = await parent_code(sessionmaker, "S2026101", notice_accepted=True)
+                await ws.send_json({"type": "text", "text": f"/start {code}"})
                 assert "曹若曦" in (await ws.receive_json(timeout=10))["text"]
                 menu = tmp_path / "menu.md"
                 menu.write_text("# 本周菜单\n见附件。", encoding="utf-8")

@@ -218,9 +218,8 @@ async def test_the_web_chat_shows_a_photo_only_to_its_chat_and_never_outside_dat
                 async with browser.get(f"{base}/chat") as page:
                     assert page.status == 200
             async with parent.ws_connect(f"{base}/chat/ws") as ws:
-                await ws.send_json(
-                    {"type": "text", "text": f"/start {await parent_code(sessionmaker, 'S2026101')}"}
-                )
+                code = await parent_code(sessionmaker, "S2026101", notice_accepted=True)
+                await ws.send_json({"type": "text", "text": f"/start {code}"})
                 assert "曹若曦" in (await ws.receive_json(timeout=10))["text"]
                 chat_id = cookie_of(parent)
                 delivered = await chat.deliver(chat_id, Reply("<b>满意度</b>", BUTTONS, photo=photo))

@@ -46,11 +46,11 @@ async def test_the_committee_gets_charts_and_the_spreadsheet_on_telegram(
             }
         )
         survey = await surveys.schedule_survey(session, row, spec, now)
-    committee_code = await person_code(school.sessionmaker, "committee", "C001")
+    committee_code = await person_code(school.sessionmaker, "committee", "C001", notice_accepted=True)
     parents = []
     for number in ("S2026101", "S2026102", "S2026103"):
         chat = Chat(deps, user_id=f"parent-{number}")
-        await chat.say(f"/start {await parent_code(school.sessionmaker, number)}")
+        await chat.say(f"/start {await parent_code(school.sessionmaker, number, notice_accepted=True)}")
         parents.append(chat)
     await survey_jobs.tick(school.sessionmaker, now + timedelta(minutes=2), tmp_path)
     for chat, (place, rating) in zip(parents, [(0, 5), (1, 4), (0, 4)], strict=True):

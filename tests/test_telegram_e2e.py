@@ -26,8 +26,8 @@ pytestmark = pytest.mark.e2e
 
 
 async def test_parent_joins_reads_the_terms_and_the_teacher_is_told(school, fake, tmp_path):
-    teacher_code = await person_code(school.sessionmaker, "teacher", "T001")
-    code = await parent_code(school.sessionmaker, "S2026101")
+    teacher_code = await person_code(school.sessionmaker, "teacher", "T001", notice_accepted=True)
+    code = await parent_code(school.sessionmaker, "S2026101", notice_accepted=True)
     async with running_app(school, fake, tmp_path):
         fake.push_text(TEACHER, f"/start {teacher_code}")
         assert "绑定成功" in (await fake.wait_for_messages(TEACHER, 1))[0]
@@ -99,7 +99,7 @@ async def test_command_list_is_published_per_language(school, fake, tmp_path):
 async def test_webhook_checks_the_secret_and_answers_after_the_effects(school, fake, tmp_path):
     port = free_port()
     url = f"http://127.0.0.1:{port}/telegram/webhook"
-    code = await parent_code(school.sessionmaker, "S2026102")
+    code = await parent_code(school.sessionmaker, "S2026102", notice_accepted=True)
     async with running_app(school, fake, tmp_path, http_port=port, webhook_url=url, webhook_secret=SECRET):
         (registered,) = fake.calls_of("setWebhook")
         assert registered.params["url"] == url
@@ -154,7 +154,7 @@ async def test_webhook_checks_the_secret_and_answers_after_the_effects(school, f
 
 async def test_the_token_never_reaches_the_logs(school, fake, tmp_path, caplog):
     caplog.set_level(logging.DEBUG)
-    code = await parent_code(school.sessionmaker, "S2026103")
+    code = await parent_code(school.sessionmaker, "S2026103", notice_accepted=True)
     async with running_app(school, fake, tmp_path):
         fake.push_text(PARENT, f"/start {code}")
         await fake.wait_for_messages(PARENT, 1)

@@ -125,7 +125,7 @@ async def say(ws: aiohttp.ClientWebSocketResponse, text: str) -> dict[str, Any]:
 
 async def test_visitor_binds_with_invite_code_and_reads_the_terms(tmp_path: Path) -> None:
     async with live_app(tmp_path, demo=False) as app:
-        code = await parent_code(app.sessionmaker, "S2026101")
+        code = await parent_code(app.sessionmaker, "S2026101", notice_accepted=True)
         assert Links(app.base).invite(code) == f"{app.base}/chat?start={code}"
         browser = app.browser()
         async with browser.get(f"{app.base}/chat?start={code}") as page:
@@ -347,10 +347,12 @@ async def test_outbox_messages_reach_an_open_tab_and_wait_for_a_closed_one(tmp_p
         teacher = app.browser()
         teacher_ws = await open_chat(app, teacher)
         async with teacher_ws:
-            await say(teacher_ws, f"/start {await person_code(app.sessionmaker, 'teacher', 'T001')}")
+            code = await person_code(app.sessionmaker, "teacher", "T001", notice_accepted=True)
+            await say(teacher_ws, f"/start {code}")
             # Open tab: the class teacher hears at once that a guardian joined.
             async with app.browser().ws_connect(f"{app.base}/chat/ws") as parent:
-                await say(parent, f"/start {await parent_code(app.sessionmaker, 'S2026101')}")
+                code = await parent_code(app.sessionmaker, "S2026101", notice_accepted=True)
+                await say(parent, f"/start {code}")
             pushed = await teacher_ws.receive_json(timeout=TIMEOUT)
             assert "<b>曹若曦</b>" in pushed["text"] and "<b>董静</b>" in pushed["text"]
             row = await wait_for_outbox(app, lambda r: r.status == OutboxStatus.SENT.value)
@@ -358,7 +360,8 @@ async def test_outbox_messages_reach_an_open_tab_and_wait_for_a_closed_one(tmp_p
 
         # No tab open: the message waits for the teacher, using up none of its retry attempts.
         async with app.browser().ws_connect(f"{app.base}/chat/ws") as parent:
-            await say(parent, f"/start {await parent_code(app.sessionmaker, 'S2026102')}")
+            code = await parent_code(app.sessionmaker, "S2026102", notice_accepted=True)
+            await say(parent, f"/start {code}")
         row = await wait_for_outbox(app, lambda r: r.last_attempt_at is not None)
         assert row.status == OutboxStatus.PENDING.value
         assert row.attempts == 0
