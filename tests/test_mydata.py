@@ -195,7 +195,7 @@ async def test_the_web_chat_downloads_both_files_for_its_own_chat_only(
                 async with browser.get(f"{base}/chat") as page:
                     assert page.status == 200
             async with parent.ws_connect(f"{base}/chat/ws") as ws:
-                code = await parent_code(sessionmaker, "S2026101")
+                code = await parent_code(sessionmaker, "S2026101", notice_accepted=True)
                 await ws.send_json({"type": "text", "text": f"/start {code}"})
                 await ws.receive_json(timeout=10)
                 await ws.send_json({"type": "text", "text": "/mydata"})

@@ -147,8 +147,9 @@ async def rich_parent(deps, sessionmaker) -> Chat:
             )
         session.add(Feedback(school_id=school, person_id=person, text="实名意见", received_on=now.date()))
         session.add(Feedback(school_id=school, person_id=None, text="匿名意见", received_on=now.date()))
+        # Joining recorded the acceptance of the privacy notice; an earlier version's is kept too.
         session.add(
-            PrivacyConsent(school_id=school, person_id=person, account_id=account, version=1, accepted_at=now)
+            PrivacyConsent(school_id=school, person_id=person, account_id=account, version=0, accepted_at=now)
         )
     return parent
 

@@ -24,6 +24,7 @@ import pytest
 from pydantic import SecretStr
 
 from bot.logs import JsonFormatter, RedactSecrets, secrets_of
+from handlers.start import ACCEPT
 from tests.fakebotapi import FakeBotApi
 from tests.school import EXAMPLES
 from tests.telegram_app import SECRET_HEADER, free_port
@@ -84,6 +85,7 @@ async def test_a_debug_run_logs_no_secret(tmp_path: Path) -> None:
                         return r.status
 
                 assert await post(fake.push_text(COMMITTEE, f"/start {code.group(1)}")) == 200
+                assert await post(fake.push_callback(COMMITTEE, ACCEPT)) == 200  # the privacy notice
                 assert await post(fake.push_text(COMMITTEE, "/dashboard")) == 200
                 urls = [b.get("url", "") for b in fake.sent_to(COMMITTEE)[-1].buttons]
                 link = re.search(r"/dashboard/login\?token=([^&\s]+)", " ".join(urls))

@@ -182,8 +182,8 @@ async def test_names_with_markup_arrive_as_text_in_chats_and_pages(school, fake,
         a_school = await session.scalar(select(SchoolRow))
         assert student is not None and guardian is not None and a_school is not None
         student.name, guardian.name, a_school.name = f"Kid {hostile}", f"Mum {hostile}", f"School {hostile}"
-    teacher_code = await person_code(school.sessionmaker, "teacher", "T001")
-    code = await parent_code(school.sessionmaker, "S2026101")
+    teacher_code = await person_code(school.sessionmaker, "teacher", "T001", notice_accepted=True)
+    code = await parent_code(school.sessionmaker, "S2026101", notice_accepted=True)
     port = free_port()
     async with running_app(school, fake, tmp_path, http_port=port):
         fake.push_text(TEACHER, f"/start {teacher_code}")

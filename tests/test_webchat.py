@@ -216,7 +216,7 @@ async def test_guessing_invite_codes_is_limited_per_browser_and_per_address(tmp_
     costs nothing, 20 an hour per address: then even a right code from there waits, while the
     rest of the chat and other addresses are untouched."""
     async with live_app(tmp_path, demo=False) as app:
-        code = await parent_code(app.sessionmaker, "S2026101")
+        code = await parent_code(app.sessionmaker, "S2026101", notice_accepted=True)
         guesser = {"X-Real-IP": "203.0.113.5"}  # the test talks to 127.0.0.1: our "proxy"
         per_browser = invites.MAX_FAILURES_PER_HOUR
         for n in range(INVITE_FAILURES // per_browser):
