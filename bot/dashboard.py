@@ -24,7 +24,8 @@ from bot.guard import FailureLimiter, client_ip
 from bot.web import page_locale
 from handlers.dispatch import Deps
 from messages import charts, exports
-from storage import audit, dashboard, surveys
+from storage import audit, authz, dashboard, surveys
+from storage.authz import Action
 from storage.clock import utcnow
 from storage.dashboard import Refused, Viewer
 from storage.models import School, Survey
@@ -109,6 +110,11 @@ def _message(request: web.Request, key: str, status: int, viewer: Viewer | None 
 
 async def _viewer(request: web.Request, session: AsyncSession) -> Viewer | None:
     return await dashboard.session_for(session, request.cookies.get(COOKIE), utcnow())
+
+
+async def _may(session: AsyncSession, viewer: Viewer, action: Action) -> bool:
+    """The role table's answer for this signed-in person (storage.authz); a refusal is audited."""
+    return await authz.viewer_allowed(session, viewer.school_id, viewer.person_id, viewer.roles, action)
 
 
 def _local(value: datetime | None, tz: str) -> str:
@@ -199,6 +205,8 @@ async def index(request: web.Request) -> web.Response:
         viewer = await _viewer(request, session)
         if viewer is None:
             return _message(request, "need_sign_in", 401)
+        if not await _may(session, viewer, Action.VIEW_DASHBOARD):
+            return _message(request, "refused_not_allowed", 403, viewer)
         counts = await dashboard.survey_counts(session, viewer.school_id)
         rows = []
         for s in await surveys.list_surveys(session, viewer.school_id):
@@ -226,6 +234,8 @@ async def survey_page(request: web.Request) -> web.Response:
         viewer = await _viewer(request, session)
         if viewer is None:
             return _message(request, "need_sign_in", 401)
+        if not await _may(session, viewer, Action.VIEW_DASHBOARD):
+            return _message(request, "refused_not_allowed", 403, viewer)
         survey = await _survey(session, viewer, request)
         if survey is None:
             return _message(request, "not_found", 404, viewer)
@@ -262,6 +272,8 @@ async def chart(request: web.Request) -> web.Response:
         viewer = await _viewer(request, session)
         if viewer is None:  # returned, not raised: an ended session is committed as ended
             return web.Response(status=401)
+        if not await _may(session, viewer, Action.VIEW_DASHBOARD):
+            return web.Response(status=403)
         survey = await _survey(session, viewer, request)
         if survey is None:
             return web.Response(status=404)
@@ -280,6 +292,8 @@ async def _export(request: web.Request, kind: str) -> web.Response:
         viewer = await _viewer(request, session)
         if viewer is None:
             return _message(request, "need_sign_in", 401)
+        if not await _may(session, viewer, Action.EXPORT_RESULTS):
+            return _message(request, "refused_not_allowed", 403, viewer)
         survey = await _survey(session, viewer, request)
         if survey is None:
             return _message(request, "not_found", 404, viewer)
@@ -328,6 +342,8 @@ async def feedback(request: web.Request) -> web.Response:
         viewer = await _viewer(request, session)
         if viewer is None:
             return _message(request, "need_sign_in", 401)
+        if not await _may(session, viewer, Action.VIEW_DASHBOARD):
+            return _message(request, "refused_not_allowed", 403, viewer)
         trends = await surveys.feedback_trends(session, viewer.school_id)
         comments = await surveys.feedback_comments(session, viewer.school_id)
     months = sorted({t.month for t in trends}, reverse=True)
@@ -351,6 +367,8 @@ async def _feedback_export(request: web.Request, kind: str) -> web.Response:
         viewer = await _viewer(request, session)
         if viewer is None:
             return _message(request, "need_sign_in", 401)
+        if not await _may(session, viewer, Action.EXPORT_RESULTS):
+            return _message(request, "refused_not_allowed", 403, viewer)
         trends = await surveys.feedback_trends(session, viewer.school_id)
         comments = await surveys.feedback_comments(session, viewer.school_id, limit=100_000)
         await audit.record(
@@ -513,6 +531,8 @@ async def new_survey(request: web.Request) -> web.Response:
         viewer = await _viewer(request, session)
         if viewer is None:
             return _message(request, "need_sign_in", 401)
+        if not await _may(session, viewer, Action.SCHEDULE_SURVEY):
+            return _message(request, "refused_not_allowed", 403, viewer)
         choices = await surveys.audience_choices(session, viewer.school_id)
     return _form_page(request, viewer, _blank_form(viewer.school_timezone), choices, [])
 
@@ -526,6 +546,8 @@ async def create_survey(request: web.Request) -> web.StreamResponse:
         viewer = await _viewer(request, session)
         if viewer is None:
             return _message(request, "need_sign_in", 401)
+        if not await _may(session, viewer, Action.SCHEDULE_SURVEY):
+            return _message(request, "refused_not_allowed", 403, viewer)
         if not _csrf_ok(request, form):
             return _message(request, "csrf", 403, viewer)
         choices = await surveys.audience_choices(session, viewer.school_id)

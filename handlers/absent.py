@@ -6,7 +6,8 @@ import re
 from datetime import date, timedelta
 
 from handlers.dialog import Button, Context, Flow, Reply
-from storage import handover, pickup
+from storage import authz, handover, pickup
+from storage.authz import Action
 from storage.clock import utcnow
 from storage.models import Student
 
@@ -37,7 +38,7 @@ def parse_days(text: str, today: date) -> tuple[date, date] | None:
 
 async def start(ctx: Context) -> list[Reply]:
     children = ctx.identity.children
-    if not children or ctx.identity.school is None:
+    if not await ctx.may(Action.REPORT_ABSENCE) or not children:
         return [ctx.reply("apply_not_parent")]
     if len(children) == 1:
         return await _ask_day(ctx, children[0].student_id)
@@ -50,6 +51,14 @@ async def start(ctx: Context) -> list[Reply]:
 
 async def _ask_day(ctx: Context, student_id: int) -> list[Reply]:
     if student_id not in {c.student_id for c in ctx.identity.children}:
+        await authz.refuse(
+            ctx.session,
+            ctx.identity,
+            Action.REPORT_ABSENCE,
+            reason="not_guardian",
+            target_type="student",
+            target_id=student_id,
+        )
         return [ctx.reply("button_invalid")]
     await ctx.set_state(NAME, "day", {"student": student_id})
     rows = [
@@ -59,7 +68,7 @@ async def _ask_day(ctx: Context, student_id: int) -> list[Reply]:
 
 
 async def pressed(ctx: Context, payload: str) -> list[Reply]:
-    if ctx.identity.school is None:
+    if not await ctx.may(Action.REPORT_ABSENCE):
         return [ctx.reply("button_invalid")]
     action, _, raw = payload.partition(":")
     if action == "s" and raw.isdigit():
@@ -75,6 +84,9 @@ async def pressed(ctx: Context, payload: str) -> list[Reply]:
 async def typed(ctx: Context) -> list[Reply]:
     state = ctx.state
     text = ctx.event.text.strip()
+    if not await ctx.may(Action.REPORT_ABSENCE):
+        await ctx.clear_state()
+        return [ctx.reply("button_invalid")]
     if state is None or ctx.event.media or not text:
         return [ctx.reply("absent_ask_reason")]
     if state.step == "day":

@@ -15,6 +15,7 @@ import messages
 from handlers.dialog import Attachment, Button, Context, Flow, Reply
 from handlers.enrollment_views import next_month, sign_buttons, tell_offers
 from storage import agreements, enrollment, terms
+from storage.authz import Action
 from storage.clock import utcnow
 from storage.models import Agreement, Application, Person, School, Student, TermsVersion
 
@@ -105,6 +106,8 @@ async def pressed(ctx: Context, payload: str) -> list[Reply]:
     parts = payload.split(":")
     if len(parts) < 2 or not parts[1].isdigit() or not all(p.isdigit() for p in parts[2:]):
         return [ctx.reply("button_invalid")]
+    if not await ctx.may(Action.SIGN_AGREEMENT):
+        return [ctx.reply("button_invalid")]
     action, app_id = parts[0], int(parts[1])
     if action == "c":
         return await _copy(ctx, app_id)
@@ -155,6 +158,9 @@ async def typed(ctx: Context) -> list[Reply]:
     state = ctx.state
     if state is None or state.step != "name":
         return [ctx.reply("apply_use_buttons")]
+    if not await ctx.may(Action.SIGN_AGREEMENT):
+        await ctx.clear_state()
+        return [ctx.reply("button_invalid")]
     app = await ctx.session.get(Application, int(state.data["app"]))
     if app is None:
         await ctx.clear_state()

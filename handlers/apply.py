@@ -13,10 +13,11 @@ from typing import Any
 from handlers.dialog import Button, Context, Flow, Reply
 from handlers.enrollment_views import bill_for, review_buttons
 from storage import enrollment, terms
+from storage.authz import Action
 from storage.clock import utcnow
 from storage.enrollment import Options, Outcome
 from storage.fees import Waiver
-from storage.models import Role, TermsVersion
+from storage.models import TermsVersion
 from storage.terms import PRIORITY_GROUPS, WEEKDAY_ORDER
 
 NAME = "apply"
@@ -31,7 +32,7 @@ def _check(selected: bool) -> str:
 
 async def start(ctx: Context) -> list[Reply]:
     """Starts an application: the child first (skipped when there is only one)."""
-    if not ctx.identity.has(Role.PARENT.value) or not ctx.identity.children:
+    if not await ctx.may(Action.APPLY) or not ctx.identity.children:
         return [ctx.reply("apply_not_parent")]
     school = ctx.identity.school
     current = await terms.current_terms(ctx.session, school.id) if school else None
@@ -154,6 +155,9 @@ async def pressed(ctx: Context, payload: str) -> list[Reply]:
     state = ctx.state
     if state is None or state.flow != NAME:
         return [ctx.reply("apply_expired")]
+    if not await ctx.may(Action.APPLY):
+        await ctx.clear_state()
+        return [ctx.reply("apply_not_parent")]
     data = dict(state.data)
     current = await ctx.session.get(TermsVersion, data.get("terms"))
     school = ctx.identity.school

@@ -9,7 +9,8 @@ never in the message text: chat apps fetch previews of links in text, which woul
 from __future__ import annotations
 
 from handlers.dialog import Button, Context, Flow, Reply
-from storage import dashboard
+from storage import authz, dashboard
+from storage.authz import Action
 from storage.clock import utcnow
 
 KEY = "d"
@@ -17,8 +18,11 @@ KEY = "d"
 
 async def send_link(ctx: Context) -> list[Reply]:
     """Issues a fresh link for a committee member or admin; anyone else gets a polite refusal."""
+    if not await ctx.may(Action.OPEN_DASHBOARD):
+        return [ctx.reply("dashboard_refused")]
     person = await dashboard.eligible_person(ctx.session, [p.id for p in ctx.identity.people])
-    if person is None:
+    if person is None:  # the role is held, but not in the person's own school
+        await authz.refuse(ctx.session, ctx.identity, Action.OPEN_DASHBOARD, reason="school")
         return [ctx.reply("dashboard_refused")]
     token = await dashboard.issue_link(ctx.session, person.school_id, person.id, ctx.secret_key, utcnow())
     url = f"{ctx.links.web_base}/dashboard/login?token={token}"

@@ -14,8 +14,9 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 import messages
-from storage import accounts, conversations, outbox
+from storage import accounts, authz, conversations, outbox
 from storage.accounts import Identity
+from storage.authz import Action
 from storage.models import ConversationState, Lane
 from storage.retention import RetentionPolicy
 
@@ -158,6 +159,10 @@ class Context:
     @property
     def account_id(self) -> int:
         return self.identity.account.id
+
+    async def may(self, action: Action) -> bool:
+        """Whether this account's roles allow the action (storage.authz); a refusal is audited."""
+        return await authz.allowed(self.session, self.identity, action)
 
     def text(self, template: str, **context: Any) -> str:
         return messages.render(template, self.locale, **context)

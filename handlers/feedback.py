@@ -10,6 +10,7 @@ from __future__ import annotations
 from handlers.dialog import Button, Context, Flow, Reply
 from handlers.survey import problem
 from storage import feedback, handover, surveys
+from storage.authz import Action
 from storage.clock import utcnow
 from storage.models import Lane
 from storage.surveys import SurveyError
@@ -24,8 +25,8 @@ def _people(ctx: Context) -> list[int]:
 
 
 async def start(ctx: Context) -> list[Reply]:
-    if ctx.identity.school is None:
-        return [ctx.reply("not_bound")]
+    if not await ctx.may(Action.SEND_FEEDBACK):
+        return [ctx.reply("not_bound", terms_url=ctx.links.terms())]
     rounds_on = await feedback.rounds_on(ctx.session, _people(ctx))
     rows = [
         [
@@ -49,7 +50,7 @@ async def _ask_text(ctx: Context, mode: str, group_id: int) -> list[Reply]:
 
 async def pressed(ctx: Context, payload: str) -> list[Reply]:
     school = ctx.identity.school
-    if school is None:
+    if not await ctx.may(Action.SEND_FEEDBACK) or school is None:
         return [ctx.reply("button_invalid")]
     parts = payload.split(":")
     if parts[0] == "r" and len(parts) == 2 and parts[1] in ("0", "1"):
@@ -80,7 +81,7 @@ async def pressed(ctx: Context, payload: str) -> list[Reply]:
 
 async def typed(ctx: Context) -> list[Reply]:
     state, school = ctx.state, ctx.identity.school
-    if state is None or school is None or state.step != "text":
+    if state is None or school is None or state.step != "text" or not await ctx.may(Action.SEND_FEEDBACK):
         return [ctx.reply("button_invalid")]
     text = ctx.event.text.strip()
     if ctx.event.media or not text:

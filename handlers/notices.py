@@ -14,7 +14,8 @@ from typing import Any
 
 import messages
 from handlers.dialog import Attachment, Button, Context, Flow, Reply
-from storage import notices
+from storage import authz, notices
+from storage.authz import Action
 from storage.clock import utcnow
 from storage.models import DeliveryStatus, Notice, NoticeStatus, Role, School
 from storage.notices import AckOutcome, Audience, Draft, NoticeError
@@ -108,10 +109,6 @@ def audience_label(audience: Audience, locale: str) -> str:
 # -- composing (admins) --------------------------------------------------------------------------
 
 
-def _is_admin(ctx: Context) -> bool:
-    return ctx.identity.school is not None and ctx.identity.has(Role.ADMIN.value)
-
-
 def _draft(ctx: Context) -> dict[str, Any]:
     if ctx.state is None or ctx.state.flow != FLOW_NAME:
         return {}
@@ -124,7 +121,7 @@ def _step(ctx: Context) -> str | None:
 
 async def start_compose(ctx: Context) -> list[Reply]:
     """Asks an admin for the notice's title."""
-    if not _is_admin(ctx):
+    if not await ctx.may(Action.SEND_NOTICE):
         return [ctx.reply("notice_only_admins")]
     await ctx.set_state(FLOW_NAME, "title", {})
     return [ctx.reply("notice_ask_title", most=notices.MAX_TITLE)]
@@ -132,7 +129,7 @@ async def start_compose(ctx: Context) -> list[Reply]:
 
 async def typed(ctx: Context) -> list[Reply]:
     """Takes the title, the body, a send time or a crontab line, whichever step the draft is at."""
-    if not _is_admin(ctx):
+    if not await ctx.may(Action.SEND_NOTICE):
         await ctx.clear_state()
         return [ctx.reply("notice_only_admins")]
     step, draft, text = _step(ctx), _draft(ctx), ctx.event.text.strip()
@@ -347,7 +344,7 @@ async def _confirm(ctx: Context) -> list[Reply]:
 
 async def list_mine(ctx: Context) -> list[Reply]:
     """Lists the notices sent to this chat, newest first, with a button to open each."""
-    if not ctx.identity.bound:
+    if not await ctx.may(Action.READ_NOTICES):
         return [ctx.reply("not_bound", terms_url=ctx.links.terms())]
     school = ctx.identity.school
     assert school is not None
@@ -364,13 +361,15 @@ async def list_mine(ctx: Context) -> list[Reply]:
         for d, n in items
     ]
     buttons = [[Button(messages.markup.plain(n.title, 30), f"{KEY}:o:{d.id}")] for d, n in items]
-    if _is_admin(ctx):
+    if authz.permits(ctx.identity.roles, Action.MANAGE_NOTICES):
         buttons.append([Button(ctx.label("button.notices_sent"), f"{KEY}:l:all")])
     return [ctx.reply("notice_list", items=rows, buttons=buttons)]
 
 
 async def _open(ctx: Context, data: str) -> list[Reply]:
     """Shows one of this chat's notices again (with "got it" while it is still due)."""
+    if not await ctx.may(Action.READ_NOTICES):
+        return [ctx.reply("button_invalid")]
     delivery_id = _id(data)
     found = await notices.delivery_of(ctx.session, delivery_id, ctx.account_id) if delivery_id else None
     if found is None or ctx.identity.school is None:
@@ -385,6 +384,8 @@ async def _open(ctx: Context, data: str) -> list[Reply]:
 
 async def _acknowledge(ctx: Context, data: str) -> list[Reply]:
     """Records "got it" for this chat's own delivery; anything else is refused and audited."""
+    if not await ctx.may(Action.ACK_NOTICE):
+        return [ctx.reply("notice_ack_refused", outcome=AckOutcome.REFUSED.value, title="")]
     result = await notices.acknowledge(ctx.session, _id(data) or 0, ctx.account_id, utcnow())
     if result.outcome is AckOutcome.ACKED and result.notice is not None:
         return [ctx.reply("notice_acked", title=result.notice.title, late=result.late)]
@@ -510,7 +511,7 @@ async def pressed(ctx: Context, data: str) -> list[Reply]:
         return await _acknowledge(ctx, arg)
     if what == "o":
         return await _open(ctx, arg)
-    if not _is_admin(ctx):
+    if not await ctx.may(Action.MANAGE_NOTICES if what in ("l", "v", "x") else Action.SEND_NOTICE):
         if _step(ctx) is not None:
             await ctx.clear_state()  # no longer an admin: the draft goes too
         return [ctx.reply("notice_only_admins")]

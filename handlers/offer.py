@@ -5,6 +5,7 @@ from __future__ import annotations
 from handlers.dialog import Context, Flow, Reply
 from handlers.enrollment_views import application_facts, sign_buttons, tell_offers
 from storage import enrollment
+from storage.authz import Action
 from storage.clock import utcnow
 
 
@@ -13,6 +14,8 @@ async def pressed(ctx: Context, payload: str) -> list[Reply]:
     action, _, raw_id = payload.partition(":")
     if action not in ("y", "n") or not raw_id.isdigit():
         return [ctx.reply("button_invalid")]
+    if not await ctx.may(Action.ANSWER_OFFER):
+        return [ctx.reply("review_refused", outcome="forbidden")]
     result = await enrollment.answer_offer(
         ctx.session, int(raw_id), [p.id for p in ctx.identity.people], ctx.account_id, action == "y", utcnow()
     )

@@ -9,7 +9,8 @@ from typing import Any
 
 import messages
 from handlers.dialog import Button, Context, Flow, Reply
-from storage import agreements, handover, pickup
+from storage import agreements, authz, handover, pickup
+from storage.authz import Action
 from storage.clock import utcnow
 from storage.models import Lane, PickupAdult, SchoolClass, Student
 
@@ -29,7 +30,7 @@ def _people(ctx: Context) -> list[int]:
 async def start(ctx: Context) -> list[Reply]:
     """Shows the child's list (after choosing the child when there are several)."""
     children = ctx.identity.children
-    if not children or ctx.identity.school is None:
+    if not await ctx.may(Action.MANAGE_PICKUP) or not children:
         return [ctx.reply("apply_not_parent")]
     if len(children) == 1:
         return await show(ctx, children[0].student_id)
@@ -42,6 +43,14 @@ async def start(ctx: Context) -> list[Reply]:
 
 async def show(ctx: Context, student_id: int) -> list[Reply]:
     if student_id not in {c.student_id for c in ctx.identity.children}:
+        await authz.refuse(
+            ctx.session,
+            ctx.identity,
+            Action.MANAGE_PICKUP,
+            reason="not_guardian",
+            target_type="student",
+            target_id=student_id,
+        )
         return [ctx.reply("button_invalid")]
     student = await ctx.session.get(Student, student_id)
     adults = await pickup.adults(ctx.session, student_id, _today(ctx), later_too=True)
@@ -65,9 +74,9 @@ async def show(ctx: Context, student_id: int) -> list[Reply]:
 
 
 async def pressed(ctx: Context, payload: str) -> list[Reply]:
-    if ctx.identity.school is None:
-        return [ctx.reply("button_invalid")]
     action, _, raw = payload.partition(":")
+    if not await ctx.may(Action.ANSWER_PICKUP_REQUEST if action in ("ok", "no") else Action.MANAGE_PICKUP):
+        return [ctx.reply("button_invalid")]
     if not raw.isdigit() and action not in ("skip", "d"):
         return [ctx.reply("button_invalid")]
     now = utcnow()
@@ -168,6 +177,9 @@ async def typed(ctx: Context) -> list[Reply]:
     """Name → relation → phone's last four digits (or skip) → the day, for a one-day authorisation."""
     state = ctx.state
     text = ctx.event.text.strip()
+    if not await ctx.may(Action.MANAGE_PICKUP):
+        await ctx.clear_state()
+        return [ctx.reply("button_invalid")]
     if state is None or ctx.event.media or not text:
         return [ctx.reply("pickup_ask_name", days=ctx.retention.pickup_days)]
     data = dict(state.data)

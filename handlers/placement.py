@@ -9,9 +9,10 @@ from __future__ import annotations
 from handlers.dialog import Button, Context, Flow, Reply
 from handlers.enrollment_views import sign_buttons, tell_guardians
 from storage import enrollment, groups, terms
+from storage.authz import Action
 from storage.clock import utcnow
 from storage.enrollment import Outcome
-from storage.models import PlacementProposal, Role
+from storage.models import PlacementProposal
 
 KEY = "q"
 
@@ -24,7 +25,7 @@ async def _term(ctx: Context) -> str | None:
 
 async def list_groups(ctx: Context) -> list[Reply]:
     """Shows the term's groups: activity, room, weekdays, seats taken, staff on duty."""
-    if not ctx.identity.has(Role.ADMIN.value) or ctx.identity.school is None:
+    if not await ctx.may(Action.VIEW_GROUPS) or ctx.identity.school is None:
         return [ctx.reply("admin_only")]
     term = await _term(ctx)
     found = await groups.groups_of_term(ctx.session, ctx.identity.school.id, term) if term else []
@@ -45,7 +46,7 @@ async def list_groups(ctx: Context) -> list[Reply]:
 
 async def propose(ctx: Context) -> list[Reply]:
     """Proposes places for every approved or waiting child; nothing changes yet."""
-    if not ctx.identity.has(Role.ADMIN.value) or ctx.identity.school is None:
+    if not await ctx.may(Action.PLACE_CHILDREN) or ctx.identity.school is None:
         return [ctx.reply("admin_only")]
     term = await _term(ctx)
     if term is None:
@@ -74,6 +75,8 @@ async def pressed(ctx: Context, payload: str) -> list[Reply]:
     action, _, raw_id = payload.partition(":")
     if action not in ("ok", "x") or not raw_id.isdigit():
         return [ctx.reply("button_invalid")]
+    if not await ctx.may(Action.PLACE_CHILDREN):
+        return [ctx.reply("button_invalid" if action == "x" else "review_refused", outcome="forbidden")]
     people = [p.id for p in ctx.identity.people]
     if action == "x":
         proposal = await ctx.session.get(PlacementProposal, int(raw_id))

@@ -9,14 +9,24 @@ from __future__ import annotations
 
 from handlers.dialog import Button, Context, Flow, Reply
 from handlers.enrollment_views import review_buttons
-from storage import enrollment
+from storage import authz, enrollment
+from storage.authz import Action
 from storage.clock import utcnow
 from storage.enrollment import Outcome
-from storage.models import Application, Role, SchoolClass, Student
+from storage.models import Application, SchoolClass, Student
 
 NAME = "review"
 KEY = "r"
 MAX_LISTED = 20
+# The class stage's buttons, then the school's (storage.authz names who may press which).
+_ACTION = {
+    "ok": Action.REVIEW_APPLICATION,
+    "ou": Action.REVIEW_APPLICATION,
+    "no": Action.REVIEW_APPLICATION,
+    "sa": Action.APPROVE_APPLICATION,
+    "sw": Action.APPROVE_APPLICATION,
+    "sr": Action.APPROVE_APPLICATION,
+}
 
 
 async def _facts(ctx: Context, app: Application) -> dict[str, object]:
@@ -27,9 +37,12 @@ async def _facts(ctx: Context, app: Application) -> dict[str, object]:
 
 async def pending(ctx: Context) -> list[Reply]:
     """Lists what awaits this person, each with its buttons."""
-    roles = ctx.identity.roles
     school = ctx.identity.school
-    if school is None or not (Role.ADMIN.value in roles or ctx.identity.classes_headed):
+    if school is None or not await ctx.may(Action.REVIEW_APPLICATION):
+        return [ctx.reply("review_not_allowed")]
+    # A teacher reviews their own class only; whoever approves for the school sees every class.
+    if not ctx.identity.classes_headed and not authz.permits(ctx.identity.roles, Action.APPROVE_APPLICATION):
+        await authz.refuse(ctx.session, ctx.identity, Action.REVIEW_APPLICATION, reason="no_class")
         return [ctx.reply("review_not_allowed")]
     apps = await enrollment.pending_for(ctx.session, [p.id for p in ctx.identity.people], school.id)
     if not apps:
@@ -44,8 +57,10 @@ async def pending(ctx: Context) -> list[Reply]:
 async def pressed(ctx: Context, payload: str) -> list[Reply]:
     """Approves or rejects; a rejection first asks for the reason."""
     action, _, raw_id = payload.partition(":")
-    if not raw_id.isdigit() or action not in ("ok", "ou", "no", "sa", "sw", "sr"):
+    if not raw_id.isdigit() or action not in _ACTION:
         return [ctx.reply("button_invalid")]
+    if not await ctx.may(_ACTION[action]):
+        return [ctx.reply("review_refused", outcome=Outcome.FORBIDDEN.value)]
     app_id = int(raw_id)
     people = [p.id for p in ctx.identity.people]
     now = utcnow()
@@ -105,6 +120,8 @@ async def typed(ctx: Context) -> list[Reply]:
         return [ctx.reply("review_reason_too_long", max=enrollment.MAX_REASON)]
     app_id, stage = int(state.data["app"]), state.data["stage"]
     await ctx.clear_state()
+    if not await ctx.may(Action.REVIEW_APPLICATION if stage == "class" else Action.APPROVE_APPLICATION):
+        return [ctx.reply("review_refused", outcome=Outcome.FORBIDDEN.value)]
     people = [p.id for p in ctx.identity.people]
     decide = enrollment.class_review if stage == "class" else enrollment.school_decide
     result = await decide(

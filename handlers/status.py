@@ -5,12 +5,12 @@ from __future__ import annotations
 from handlers.dialog import Context, Flow, Reply
 from handlers.enrollment_views import application_facts
 from storage import enrollment
-from storage.models import Role
+from storage.authz import Action
 
 
 async def status(ctx: Context) -> list[Reply]:
     """Shows every application for this parent's children, newest first."""
-    if not ctx.identity.has(Role.PARENT.value):
+    if not await ctx.may(Action.VIEW_STATUS):
         return [ctx.reply("apply_not_parent")]
     apps = await enrollment.applications_of(ctx.session, [p.id for p in ctx.identity.people])
     if not apps:

@@ -16,6 +16,7 @@ from typing import Any
 import messages
 from handlers.dialog import Button, Context, Flow, Reply
 from storage import feedback, notices, surveys
+from storage.authz import Action
 from storage.clock import utcnow
 from storage.models import QuestionKind, School, Survey, SurveyQuestion
 from storage.surveys import Invited, SurveyError
@@ -108,8 +109,8 @@ def _people(ctx: Context) -> list[int]:
 
 async def start(ctx: Context) -> list[Reply]:
     """/survey: the open surveys this chat is invited to."""
-    if ctx.identity.school is None:
-        return [ctx.reply("not_bound")]
+    if not await ctx.may(Action.ANSWER_SURVEY):
+        return [ctx.reply("not_bound", terms_url=ctx.links.terms())]
     found = await surveys.open_for(ctx.session, _people(ctx), utcnow())
     if not found:
         return [ctx.reply("survey_none")]
@@ -273,7 +274,7 @@ async def _skip(ctx: Context, item: Invited, position: int) -> list[Reply]:
 
 
 async def pressed(ctx: Context, payload: str) -> list[Reply]:
-    if ctx.identity.school is None:
+    if not await ctx.may(Action.ANSWER_SURVEY) or ctx.identity.school is None:
         return [ctx.reply("button_invalid")]
     if payload == "off":
         await feedback.set_rounds(ctx.session, ctx.identity.school.id, _people(ctx), False, utcnow())
@@ -309,6 +310,9 @@ async def typed(ctx: Context) -> list[Reply]:
     state = ctx.state
     if state is None or state.step != "text":
         return [ctx.reply("survey_use_buttons")]
+    if not await ctx.may(Action.ANSWER_SURVEY):
+        await ctx.clear_state()
+        return [ctx.reply("survey_not_open")]
     survey_id, position = _int(str(state.data.get("survey"))), _int(str(state.data.get("position")))
     item = await surveys.invited(ctx.session, survey_id or 0, _people(ctx), utcnow())
     if item is None or position is None:

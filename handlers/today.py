@@ -12,7 +12,8 @@ from zoneinfo import ZoneInfo
 
 import messages
 from handlers.dialog import Button, Context, Flow, Reply
-from storage import handover, pickup, rosters
+from storage import authz, handover, pickup, rosters
+from storage.authz import Action
 from storage.clock import utcnow
 from storage.enrollment import guardians_of
 from storage.handover import Outcome
@@ -35,12 +36,13 @@ def _ids(parts: list[str], count: int) -> list[int] | None:
 
 async def roster(ctx: Context, group: ServiceGroup | None = None) -> list[Reply]:
     """Shows each of today's groups with every child's state, and what can be tapped."""
-    if ctx.identity.school is None:
+    if not await ctx.may(Action.TAKE_ATTENDANCE):
         return [ctx.reply("today_not_staff")]
     people = [p.id for p in ctx.identity.people]
     day = _today(ctx)
     groups = [group] if group else await handover.on_duty(ctx.session, people, day)
     if not groups:
+        await authz.refuse(ctx.session, ctx.identity, Action.TAKE_ATTENDANCE, reason="not_on_duty")
         return [ctx.reply("today_not_staff")]
     replies = []
     for g in groups:
@@ -54,10 +56,14 @@ async def roster(ctx: Context, group: ServiceGroup | None = None) -> list[Reply]
     return replies
 
 
-async def _group(ctx: Context, group_id: int) -> ServiceGroup | None:
+async def _group(ctx: Context, group_id: int, action: Action) -> ServiceGroup | None:
+    """The group if this person is on duty with it today (or an admin of its school); else audited."""
     group = await ctx.session.get(ServiceGroup, group_id)
     people = [p.id for p in ctx.identity.people]
     if group is None or not await handover.may_act(ctx.session, people, group, _today(ctx)):
+        await authz.refuse(
+            ctx.session, ctx.identity, action, reason="not_on_duty", target_type="group", target_id=group_id
+        )
         return None
     return group
 
@@ -92,14 +98,15 @@ async def child_menu(ctx: Context, group: ServiceGroup, student_id: int) -> list
 
 
 async def pressed(ctx: Context, payload: str) -> list[Reply]:
-    if ctx.identity.school is None:
-        return [ctx.reply("today_not_allowed")]
     parts = payload.split(":")
     action, rest = parts[0], parts[1:]
     ids = _ids(rest, {"ap": 1, "ro": 1, "c": 2, "ab": 2, "n": 2, "al": 2, "h": 3, "r": 3}.get(action, -1))
     if ids is None:
         return [ctx.reply("button_invalid")]
-    group = await _group(ctx, ids[0])
+    wanted = Action.TAKE_ATTENDANCE if action in ("ap", "ro", "ab") else Action.CONFIRM_HANDOVER
+    if not await ctx.may(wanted):
+        return [ctx.reply("today_not_allowed")]
+    group = await _group(ctx, ids[0], wanted)
     if group is None:
         return [ctx.reply("today_not_allowed")]
     people = [p.id for p in ctx.identity.people]
@@ -176,10 +183,13 @@ async def typed(ctx: Context) -> list[Reply]:
     if state is None or not text or ctx.event.media or len(text) > 50:
         return [ctx.reply("today_ask_adult")]
     data = dict(state.data)
+    if not await ctx.may(Action.CONFIRM_HANDOVER):
+        await ctx.clear_state()
+        return [ctx.reply("today_not_allowed")]
     if state.step == "adult_name":
         await ctx.set_state(NAME, "adult_relation", {**data, "name": text})
         return [ctx.reply("today_ask_relation")]
-    group = await _group(ctx, int(data["group"]))
+    group = await _group(ctx, int(data["group"]), Action.CONFIRM_HANDOVER)
     await ctx.clear_state()
     if group is None:
         return [ctx.reply("today_not_allowed")]

@@ -8,15 +8,16 @@ from __future__ import annotations
 from handlers.dialog import Button, Context, Flow, Reply
 from handlers.enrollment_views import application_facts, tell_offers
 from storage import enrollment
+from storage.authz import Action
 from storage.clock import utcnow
-from storage.models import ACTIVE_APPLICATION, Application, Role
+from storage.models import ACTIVE_APPLICATION, Application
 
 KEY = "w"
 
 
 async def choose(ctx: Context) -> list[Reply]:
     """Lists the active applications to withdraw from."""
-    if not ctx.identity.has(Role.PARENT.value):
+    if not await ctx.may(Action.WITHDRAW):
         return [ctx.reply("apply_not_parent")]
     apps = [
         a
@@ -37,6 +38,8 @@ async def pressed(ctx: Context, payload: str) -> list[Reply]:
     action, _, raw_id = payload.partition(":")
     if not raw_id.isdigit():
         return [ctx.reply("button_invalid")]
+    if not await ctx.may(Action.WITHDRAW):
+        return [ctx.reply("review_refused", outcome="forbidden")]
     app_id = int(raw_id)
     if action == "a":
         app = await ctx.session.get(Application, app_id)

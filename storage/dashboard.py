@@ -23,13 +23,13 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage import audit
+from storage import audit, authz
+from storage.authz import Action
 from storage.models import (
     DashboardLink,
     DashboardSession,
     Person,
     PersonRole,
-    Role,
     School,
     SurveyInvitation,
     SurveyResponse,
@@ -42,7 +42,7 @@ IDLE_LIMIT = timedelta(minutes=30)
 MAX_AGE = timedelta(hours=12)  # even an active session signs in again after this
 # last_seen_at is written at most this often: a page with ten charts makes one write, not eleven.
 SEEN_GRANULARITY = timedelta(seconds=60)
-ROLES = (Role.COMMITTEE.value, Role.ADMIN.value)
+ROLES = tuple(sorted(r.value for r in authz.RULES[Action.VIEW_DASHBOARD].roles))  # the table decides
 
 _LINK_PURPOSE = b"dashboard-link|"
 _CSRF_PURPOSE = b"dashboard-csrf|"
@@ -243,9 +243,14 @@ async def session_for(session: AsyncSession, cookie: str | None, now: datetime) 
     if row is None:
         return None
     stale = now - row.last_seen_at > IDLE_LIMIT or now - row.created_at > MAX_AGE
-    if stale or not await has_dashboard_role(session, row.school_id, row.person_id):
+    role_lost = not stale and not await has_dashboard_role(session, row.school_id, row.person_id)
+    if stale or role_lost:
         row.ended_at = now
         await session.flush()
+        if role_lost:
+            await authz.refused_person(
+                session, row.school_id, row.person_id, Action.VIEW_DASHBOARD, reason="role_lost"
+            )
         return None
     if now - row.last_seen_at >= SEEN_GRANULARITY:
         row.last_seen_at = now

@@ -61,7 +61,10 @@ async def test_admin_sends_a_class_notice_that_asks_for_acknowledgement(deps, se
         assert "not valid" in text_of(await stranger.press(ack))
         assert "not valid" in text_of(await stranger.press("n:a:99999999999999999999"))
     refused = await audits(sessionmaker, "notice.ack_refused")
-    assert [r["reason"] for r in refused] == ["already", "not_yours", "not_yours", "unknown"]
+    assert [r["reason"] for r in refused] == ["already", "not_yours"]
+    # Bound to nobody: refused by role before any delivery is looked up (storage.authz).
+    by_role = await audits(sessionmaker, "authz.refused")
+    assert [r["attempted"] for r in by_role] == ["ack_notice", "ack_notice"]
     assert len(await audits(sessionmaker, "notice.acked")) == 1
 
     # The admin's view: who has not acknowledged yet.
