@@ -15,27 +15,28 @@ import messages
 from handlers.dialog import Button, Context, Flow, Reply
 from handlers.enrollment_views import tell_offers
 from storage import outbox, privacy
+from storage.authz import Action
 from storage.clock import utcnow
-from storage.models import ErasureRequest, ErasureStatus, PlatformAccount, Role
+from storage.models import ErasureRequest, ErasureStatus, PlatformAccount
 
 KEY = "x"
 
 
-def may_ask(ctx: Context) -> bool:
-    """Parents only: a teacher's or an admin's data is the school's employment record."""
-    return ctx.identity.has(Role.PARENT.value)
+async def may_ask(ctx: Context) -> bool:
+    """Parents only (storage.authz): a teacher's or an admin's data is the school's employment record."""
+    return await ctx.may(Action.REQUEST_ERASURE)
 
 
-def deciders(ctx: Context) -> list[int]:
+async def deciders(ctx: Context) -> list[int]:
     """The people this chat may decide a request as (storage checks the request's school too)."""
-    return [p.id for p in ctx.identity.people] if ctx.identity.has(Role.ADMIN.value) else []
+    return [p.id for p in ctx.identity.people] if await ctx.may(Action.DECIDE_ERASURE) else []
 
 
 async def explain(ctx: Context) -> list[Reply]:
     """Says what would be erased and what is kept, and asks to confirm."""
-    if not ctx.identity.bound:
-        return [ctx.reply("not_bound", terms_url=ctx.links.terms())]
-    if not may_ask(ctx):
+    if not await may_ask(ctx):
+        if not ctx.identity.bound:
+            return [ctx.reply("not_bound", terms_url=ctx.links.terms())]
         return [ctx.reply("privacy_parents_only")]
     people = [p.id for p in await privacy.parent_people(ctx.session, ctx.account_id)]
     pending = await privacy.pending_request(ctx.session, people)
@@ -69,7 +70,7 @@ async def pressed(ctx: Context, payload: str) -> list[Reply]:
 
 async def _request(ctx: Context) -> list[Reply]:
     """Stores the request (one pending per person) and asks the school's admins to decide."""
-    if not ctx.identity.bound or not may_ask(ctx):
+    if not await may_ask(ctx):
         return [ctx.reply("privacy_parents_only")]
     people = [p.id for p in await privacy.parent_people(ctx.session, ctx.account_id)]
     plan = await privacy.erasure_plan(ctx.session, people)
@@ -103,7 +104,7 @@ async def _request(ctx: Context) -> list[Reply]:
 
 async def _decide(ctx: Context, request_id: int, *, approve: bool) -> list[Reply]:
     """Erases or refuses every request sent together with this one, then tells the parent."""
-    admins = deciders(ctx)
+    admins = await deciders(ctx)
     if not admins:
         return [ctx.reply("admin_only")]
     first = await ctx.session.get(ErasureRequest, request_id)

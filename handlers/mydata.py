@@ -15,23 +15,23 @@ from zoneinfo import ZoneInfo
 import messages
 from handlers.dialog import Attachment, Context, Flow, Reply
 from storage import privacy
+from storage.authz import Action
 from storage.clock import utcnow
-from storage.models import Role
 
 KEY = ""
 NOTES = ("note_anonymous", "note_secrets", "note_staff", "note_messages")
 
 
-def may_see(ctx: Context) -> bool:
-    """Parents only: staff records are the school's employment records (asked for at the office)."""
-    return ctx.identity.has(Role.PARENT.value)
+async def may_see(ctx: Context) -> bool:
+    """Parents only (storage.authz): staff records are the school's employment records."""
+    return await ctx.may(Action.VIEW_MY_DATA)
 
 
 async def show(ctx: Context) -> list[Reply]:
     """Sends a short summary with the readable page, then the same data as JSON."""
-    if not ctx.identity.bound:
-        return [ctx.reply("not_bound", terms_url=ctx.links.terms())]
-    if not may_see(ctx):
+    if not await may_see(ctx):
+        if not ctx.identity.bound:
+            return [ctx.reply("not_bound", terms_url=ctx.links.terms())]
         return [ctx.reply("privacy_parents_only")]
     data = await privacy.export_person_data(ctx.session, ctx.account_id)
     tables: dict[str, list[dict[str, Any]]] = data["tables"]

@@ -115,9 +115,11 @@ RULES: dict[Action, Rule] = {
     Action.VIEW_DASHBOARD: Rule(READERS, "web: `/dashboard`, survey and feedback pages", "own school"),
     Action.EXPORT_RESULTS: Rule(READERS, "web: `.xlsx` / `.csv` downloads", "own school; audited"),
     Action.SCHEDULE_SURVEY: Rule(READERS, "web: `/dashboard/surveys/new`", "own school"),
-    Action.VIEW_MY_DATA: Rule(EVERY_ROLE, "`/mydata`", "own records only"),
-    Action.REQUEST_ERASURE: Rule(EVERY_ROLE, "`/delete_me`", "own records only"),
-    Action.DECIDE_ERASURE: Rule(ADMIN, "erasure requests", "own school"),
+    # Staff records (vetting, duties, handovers of other people's children) are the school's
+    # employment file, asked for at the office: docs/privacy.md.
+    Action.VIEW_MY_DATA: Rule(PARENT, "`/mydata`", "own records and own children's"),
+    Action.REQUEST_ERASURE: Rule(PARENT, "`/delete_me`, `x:` buttons", "own records and own children's"),
+    Action.DECIDE_ERASURE: Rule(ADMIN, "`x:` approve / refuse buttons", "requests of own school"),
 }
 
 

@@ -42,6 +42,8 @@ from storage.models import (
     Application,
     AuditLog,
     DashboardSession,
+    ErasureRequest,
+    ErasureStatus,
     NoticeDelivery,
     Person,
     PickupAdult,
@@ -485,20 +487,38 @@ def web(path: str, method: str = "GET") -> Attempt:
     return attempt
 
 
-async def with_identity(s: Clone, persona: str, action: Action) -> Outcome:
-    """Flows still being built (privacy): the table's own check, against this person's identity."""
-    async with s.sessionmaker.begin() as session:
-        account = await accounts.find_account(session, "test", user_of(persona))
-        assert account is not None
-        ok = await authz.allowed(session, await accounts.load_identity(session, account), action)
-    return Outcome([Reply("allowed" if ok else "refused")], "refused", ok)
+def not_yours(persona: str) -> str:
+    """The privacy flows' refusal: the stranger is told to join, staff that they are not parents."""
+    if persona == "stranger":
+        return refusal(persona, "not_bound", terms_url="http://school.test/terms")
+    return refusal(persona, "privacy_parents_only")
 
 
-def placeholder(action: Action) -> Attempt:
-    async def attempt(s: Clone, persona: str) -> Outcome:
-        return await with_identity(s, persona, action)
+async def view_my_data(s: Clone, persona: str) -> Outcome:
+    replies = await s.chat(persona).say("/mydata")
+    return Outcome(replies, not_yours(persona), "曹若曦" in text_of(replies))
 
-    return attempt
+
+async def request_erasure(s: Clone, persona: str) -> Outcome:
+    chat = s.chat(persona)
+    replies = await chat.say("/delete_me")
+    if "x:y" in payloads(replies):
+        replies += await chat.press("x:y")
+    async with s.sessionmaker() as session:
+        asked = await session.scalar(select(func.count(ErasureRequest.id)))
+    return Outcome(replies, not_yours(persona), bool(asked))
+
+
+async def decide_erasure(s: Clone, persona: str) -> Outcome:
+    """The parent asks first (as herself); then the persona presses "refuse" on that request."""
+    await s.chat("parent").say("/delete_me")
+    await s.chat("parent").press("x:y")
+    async with s.sessionmaker() as session:
+        request_id = await session.scalar(select(ErasureRequest.id))
+    replies = await s.chat(persona).press(f"x:no:{request_id}")
+    async with s.sessionmaker() as session:
+        status = await session.scalar(select(ErasureRequest.status).where(ErasureRequest.id == request_id))
+    return Outcome(replies, refusal(persona, "admin_only"), status == ErasureStatus.REFUSED.value)
 
 
 SCENARIOS: dict[Action, Attempt] = {
@@ -526,9 +546,9 @@ SCENARIOS: dict[Action, Attempt] = {
     Action.VIEW_DASHBOARD: web("/dashboard/feedback"),
     Action.EXPORT_RESULTS: web("/dashboard/feedback.csv"),
     Action.SCHEDULE_SURVEY: web("/dashboard/surveys/new", "POST"),
-    Action.VIEW_MY_DATA: placeholder(Action.VIEW_MY_DATA),
-    Action.REQUEST_ERASURE: placeholder(Action.REQUEST_ERASURE),
-    Action.DECIDE_ERASURE: placeholder(Action.DECIDE_ERASURE),
+    Action.VIEW_MY_DATA: view_my_data,
+    Action.REQUEST_ERASURE: request_erasure,
+    Action.DECIDE_ERASURE: decide_erasure,
 }
 # Who holds the role yet is outside the action's scope in this school: refused by the domain's own
 # check, and audited all the same. The class teacher is not on duty with 曹若曦's group today.
