@@ -3,7 +3,7 @@
 Invite codes (60 bits) and dashboard links (HMAC-signed, 192-bit secret) cannot be guessed in any
 useful time; these limits are defence in depth and keep guessers from costing us database writes.
 They are per process: with `run --workers N` a guesser gets N times the allowance, still nothing
-near enough, and a restart forgets them (docs/hardening-notes.md). Only failures count, so parents
+near enough, and a restart forgets them (docs/security.md, "Hardening"). Only failures count, so parents
 behind one address (a school's Wi-Fi, a carrier's NAT) who type their codes right never meet them.
 """
 
