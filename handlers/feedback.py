@@ -25,7 +25,7 @@ def _people(ctx: Context) -> list[int]:
 
 async def start(ctx: Context) -> list[Reply]:
     if ctx.identity.school is None:
-        return [ctx.reply("not_bound")]
+        return [ctx.reply("not_bound", terms_url=ctx.links.terms())]
     rounds_on = await feedback.rounds_on(ctx.session, _people(ctx))
     rows = [
         [

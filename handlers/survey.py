@@ -109,7 +109,7 @@ def _people(ctx: Context) -> list[int]:
 async def start(ctx: Context) -> list[Reply]:
     """/survey: the open surveys this chat is invited to."""
     if ctx.identity.school is None:
-        return [ctx.reply("not_bound")]
+        return [ctx.reply("not_bound", terms_url=ctx.links.terms())]
     found = await surveys.open_for(ctx.session, _people(ctx), utcnow())
     if not found:
         return [ctx.reply("survey_none")]
