@@ -6,8 +6,9 @@ the `Reply` objects back. Flows never see a platform SDK.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,10 @@ from storage.retention import RetentionPolicy
 
 MAX_TEXT = 4000
 MAX_PAYLOAD_BYTES = 64  # Telegram's callback_data limit
+MAX_ID = 2**31 - 1  # ids are 32-bit integers in the database
+# What no database stores as text: a lone surrogate (JSON's "\ud800" escape decodes to one, in a
+# Telegram webhook body or a web chat frame) and NUL (PostgreSQL refuses it).
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 
 @dataclass(frozen=True)
@@ -38,6 +43,15 @@ class Event:
     media: str | None = None
     language: str | None = None
     update_id: int | None = None
+
+    def storable(self) -> Event:
+        """This event with U+FFFD for each character no database can store."""
+        changed = {
+            f.name: _UNSTORABLE.sub("\ufffd", value)
+            for f in fields(self)
+            if isinstance(value := getattr(self, f.name), str) and _UNSTORABLE.search(value)
+        }
+        return replace(self, **changed) if changed else self
 
     @classmethod
     def from_text(cls, platform: str, user_id: str, chat_id: str, text: str, **kw: Any) -> Event:

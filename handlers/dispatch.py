@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 import messages
 from handlers import fallback, start
-from handlers.dialog import MAX_TEXT, Context, Event, Flow, Links, Reply
+from handlers.dialog import MAX_ID, MAX_TEXT, Context, Event, Flow, Links, Reply
 from handlers.registry import BY_COMMAND, BY_KEY, BY_NAME, FALLBACK
 from storage import accounts, consent, conversations, outbox, updates
 from storage.availability import is_unavailable
@@ -53,6 +53,7 @@ async def handle(event: Event, deps: Deps) -> list[Reply]:
     Any error rolls all of it back. A database outage raises `Unavailable`; every other error is
     logged and answered with the generic apology (retrying a bug would only fail again).
     """
+    event = event.storable()
     locale = messages.normalise_locale(event.language, deps.default_locale)
     try:
         async with deps.sessionmaker.begin() as session:
@@ -93,6 +94,15 @@ async def handle(event: Event, deps: Deps) -> list[Reply]:
         return [Reply(messages.render("error", locale))]
 
 
+def ids_fit(data: str) -> bool:
+    """Every number in a payload fits an id column. Flows test parts with `str.isdigit()`, which
+    also takes "²" (int() then raises) and "99999999999999999999" (the database then raises)."""
+    return all(
+        not part.isdigit() or (part.isascii() and len(part) <= 10 and int(part) <= MAX_ID)
+        for part in data.split(":")
+    )
+
+
 async def route(ctx: Context) -> list[Reply]:
     event = ctx.event
     if len(event.text) > MAX_TEXT:
@@ -100,7 +110,7 @@ async def route(ctx: Context) -> list[Reply]:
     if event.button is not None:
         key, _, data = event.button.partition(":")
         flow = BY_KEY.get(key)
-        if flow is None or flow.on_button is None:
+        if flow is None or flow.on_button is None or not ids_fit(data):
             return await fallback.invalid_button(ctx, data)
         if await _waits_for_consent(ctx, flow):
             return await start.ask_consent(ctx)
