@@ -52,6 +52,7 @@ from storage.models import (
     PersonRole,
     PickupAdult,
     PlatformAccount,
+    PrivacyConsent,
     School,
     SchoolClass,
     ServiceGroup,
@@ -132,6 +133,7 @@ async def prepare(
                         valid_until=today + timedelta(days=300),
                     ),
                     AccountBinding(school_id=school.id, account_id=staff_accounts[g].id, person_id=person.id),
+                    PrivacyConsent(school_id=school.id, person_id=person.id, version=1, accepted_at=now),
                 ]
             )
         students = [
@@ -179,6 +181,7 @@ async def prepare(
                     ),
                     PersonRole(school_id=school.id, person_id=parent.id, role="parent"),
                     AccountBinding(school_id=school.id, account_id=account.id, person_id=parent.id),
+                    PrivacyConsent(school_id=school.id, person_id=parent.id, version=1, accepted_at=now),
                 ]
             )
             await session.flush()

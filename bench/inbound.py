@@ -55,6 +55,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from bench.broadcast import TOKEN, percentile
 from bot.config import normalise_database_url
 from storage.clock import utcnow
+from storage.consent import PRIVACY_NOTICE_VERSION
 from storage.db import create_engine, create_sessionmaker, migrate
 from storage.models import (
     AccountBinding,
@@ -70,6 +71,7 @@ from storage.models import (
     PersonRole,
     PickupAdult,
     PlatformAccount,
+    PrivacyConsent,
     ProcessedUpdate,
     School,
     SchoolClass,
@@ -293,6 +295,16 @@ async def prepare(sessionmaker: async_sessionmaker[AsyncSession], children_for_h
                     "person_id": people[f"BT{s:03d}"],
                 }
                 for s in range(STAFF)
+            ],
+        )
+        # Everyone bound has accepted the privacy notice (as at binding), or each update would
+        # only show them the notice.
+        await session.execute(
+            insert(PrivacyConsent),
+            [
+                {"school_id": sid, "person_id": person, "version": PRIVACY_NOTICE_VERSION, "accepted_at": now}
+                for number, person in people.items()
+                if number.startswith(("B", "BT"))
             ],
         )
         handovers, guardian_chats = await _handover_set(

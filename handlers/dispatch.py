@@ -112,25 +112,25 @@ async def route(ctx: Context) -> list[Reply]:
         flow = BY_KEY.get(key)
         if flow is None or flow.on_button is None or not ids_fit(data):
             return await fallback.invalid_button(ctx, data)
-        if await _waits_for_consent(ctx, flow):
+        if _waits_for_consent(ctx, flow):
             return await start.ask_consent(ctx)
         return await flow.on_button(ctx, data)
     if event.command is not None:
         flow = BY_COMMAND.get(event.command, FALLBACK)
         assert flow.on_command is not None
-        if await _waits_for_consent(ctx, flow):
+        if _waits_for_consent(ctx, flow):
             return await start.ask_consent(ctx)
         return await flow.on_command(ctx)
     current: Flow | None = BY_NAME.get(ctx.state.flow) if ctx.state else None
-    if await _waits_for_consent(ctx, current or FALLBACK):
+    if _waits_for_consent(ctx, current or FALLBACK):
         return await start.ask_consent(ctx)
     if current is not None and current.on_message is not None:
         return await current.on_message(ctx)
     return await fallback.anything(ctx)
 
 
-async def _waits_for_consent(ctx: Context, flow: Flow) -> bool:
+def _waits_for_consent(ctx: Context, flow: Flow) -> bool:
     """A bound person who has not accepted the current privacy notice is asked before anything else."""
     if flow.before_consent or not ctx.identity.bound:
         return False
-    return bool(await consent.missing(ctx.session, [p.id for p in ctx.identity.people]))
+    return not consent.accepted_by(ctx.identity)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import String, bindparam, literal, select, union_all
+from sqlalchemy import String, bindparam, cast, literal, select, union_all
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -15,6 +15,7 @@ from storage.models import (
     Person,
     PersonRole,
     PlatformAccount,
+    PrivacyConsent,
     School,
     SchoolClass,
     Student,
@@ -39,6 +40,8 @@ class Identity:
     roles: frozenset[str] = frozenset()
     children: list[ChildView] = field(default_factory=list)
     classes_headed: list[str] = field(default_factory=list)
+    # (person id, notice version) for each privacy notice these people accepted (storage.consent).
+    accepted: frozenset[tuple[int, int]] = frozenset()
 
     @property
     def bound(self) -> bool:
@@ -106,7 +109,8 @@ _BOUND = (
 
 
 def _about_people() -> Any:
-    """Roles, classes headed and children as one union of (kind, sort key, id, name, class, relation)."""
+    """Roles, classes headed, children and accepted privacy notices as one union of (kind, sort key,
+    id, name, class, relation)."""
     ids = bindparam("ids", expanding=True)
     none = literal(None, String)
     roles = select(
@@ -121,7 +125,10 @@ def _about_people() -> Any:
         .join(SchoolClass, SchoolClass.id == Student.class_id)
         .where(Guardianship.person_id.in_(ids), Student.active.is_(True))
     )
-    return union_all(roles, headed, children).order_by("kind", "k", "id")
+    accepted = select(
+        literal("p"), cast(PrivacyConsent.version, String), PrivacyConsent.person_id, none, none, none
+    ).where(PrivacyConsent.person_id.in_(ids))
+    return union_all(roles, headed, children, accepted).order_by("kind", "k", "id")
 
 
 _ABOUT_PEOPLE = _about_people()
@@ -141,6 +148,7 @@ async def load_identity(session: AsyncSession, account: PlatformAccount) -> Iden
         frozenset(row[1] for row in rows if row[0] == "r"),
         [ChildView(row[2], row[3], row[4], row[5]) for row in rows if row[0] == "c"],
         [row[1] for row in rows if row[0] == "h"],
+        frozenset((row[2], int(row[1])) for row in rows if row[0] == "p"),
     )
 
 

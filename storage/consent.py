@@ -9,6 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage import audit
+from storage.accounts import Identity
 from storage.models import Person, PrivacyConsent
 
 # Bump when the notice (messages/templates/*/privacy_notice.txt) changes what is collected, why,
@@ -30,6 +31,13 @@ async def missing(session: AsyncSession, person_ids: Iterable[int], version: int
         )
     )
     return [i for i in ids if i not in accepted]
+
+
+def accepted_by(identity: Identity, version: int | None = None) -> bool:
+    """Whether every person this account speaks for accepted this version (default: the current
+    one), from the identity loaded for the event: no query of its own on the hot path."""
+    version = PRIVACY_NOTICE_VERSION if version is None else version
+    return all((p.id, version) in identity.accepted for p in identity.people)
 
 
 async def accept(
