@@ -154,6 +154,9 @@ async def test_webhook_checks_the_secret_and_answers_after_the_effects(school, f
 
 async def test_the_token_never_reaches_the_logs(school, fake, tmp_path, caplog):
     caplog.set_level(logging.DEBUG)
+    # PTB's own loggers too (a deployment holds them at INFO: tests/test_secrets_in_logs.py).
+    for name in ("telegram", "telegram.ext.ExtBot"):
+        caplog.set_level(logging.DEBUG, logger=name)
     code = await parent_code(school.sessionmaker, "S2026103", notice_accepted=True)
     async with running_app(school, fake, tmp_path):
         fake.push_text(PARENT, f"/start {code}")
