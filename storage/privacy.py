@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
 from storage import audit, enrollment
+from storage.accounts import accounts_of_person
 from storage.enrollment import admins_of, is_admin
 from storage.models import (
     ACTIVE_APPLICATION,
@@ -494,18 +495,7 @@ async def refuse_erasure(
         target_type="erasure_request",
         target_id=request.id,
     )
-    return Decided(Outcome.OK, request, accounts=await _accounts_of(session, request.person_id))
-
-
-async def _accounts_of(session: AsyncSession, person_id: int) -> list[PlatformAccount]:
-    return list(
-        await session.scalars(
-            select(PlatformAccount)
-            .join(AccountBinding, AccountBinding.account_id == PlatformAccount.id)
-            .where(AccountBinding.person_id == person_id)
-            .order_by(PlatformAccount.id)
-        )
-    )
+    return Decided(Outcome.OK, request, accounts=await accounts_of_person(session, request.person_id))
 
 
 async def erase_person(
@@ -529,7 +519,7 @@ async def erase_person(
     assert person is not None
     kept = await kept_on_erasure(session, person_id)
     last = await last_guardian_of(session, person_id)
-    accounts = await _accounts_of(session, person_id)
+    accounts = await accounts_of_person(session, person_id)
     decided = Decided(Outcome.OK, request, kept, accounts)
 
     # Children with no other guardian: close their active applications (a place goes to the next
