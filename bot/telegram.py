@@ -1,8 +1,10 @@
 """The Telegram channel: python-telegram-bot updates in, neutral events to the dialog core, replies out.
 
-PTB is used as the HTTP client and the update parser only: no handlers, no Updater, no
-ConversationHandler and no PTB persistence, because conversation state lives in our database and
-every flow is platform-neutral. Long polling by default, by our own loop that confirms an update to
+PTB is used for its Bot API client only (requests and their error mapping, getUpdates, the
+webhook and command set-up, file uploads): no handlers, no Updater, no ConversationHandler and no
+PTB persistence, because conversation state lives in our database and every flow is
+platform-neutral. On the hot path (an update in, its replies out) the JSON is read and written as
+it is, without PTB's object trees, which cost more CPU than answering most updates. Long polling by default, by our own loop that confirms an update to
 Telegram only after it is processed; with WEBHOOK_URL set, Telegram posts updates to our own aiohttp
 server and gets its 200 only after the update's effects are committed. Either way an update that
 meets a database outage is given back to Telegram (503, or an offset not moved past it) and comes
@@ -28,7 +30,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from aiohttp import web
-from telegram import BotCommand, InlineKeyboardButton, InlineKeyboardMarkup, Message, Update
+from telegram import BotCommand, InlineKeyboardMarkup, Update
 from telegram.constants import ChatType, ParseMode, UpdateType
 from telegram.error import (
     BadRequest,
@@ -47,7 +49,7 @@ import messages
 from bot.channels import Delivery, Status
 from bot.config import Settings
 from bot.logs import RedactSecrets
-from bot.telegram_http import AiohttpRequest
+from bot.telegram_http import AiohttpRequest, JsonData
 from handlers.dialog import Button, Event, Reply
 from handlers.dispatch import Deps, Unavailable, handle
 from handlers.registry import command_menu
@@ -253,23 +255,22 @@ class TelegramAdapter:
             data = json.loads(body)
             if not isinstance(data, dict) or not isinstance(data.get("update_id"), int):
                 raise ValueError("not an Update")
-            update = Update.de_json(data, self.application.bot)
-        except Exception:
+            event = event_for(data)
+        except (ValueError, RecursionError):  # JSONDecodeError included; nesting too deep
             return web.Response(status=400)
         if not self._ready:
             return web.Response(status=503)  # starting or stopping: Telegram will send it again
         try:
-            await self._process(update, answer_query=False)
+            await self._process(data["update_id"], event)
         except Unavailable:
             # The database is down and nothing was committed: Telegram sends the update again
             # (backing off), and it is processed once the database is back.
             return web.Response(status=503)
-        if update.callback_query is not None:
+        query = data.get("callback_query")
+        if isinstance(query, dict) and isinstance(query.get("id"), str):
             # Stop the button's spinner in the webhook's answer: Telegram makes the call for us,
             # which saves a round trip per button (its result was never used).
-            return web.json_response(
-                {"method": "answerCallbackQuery", "callback_query_id": update.callback_query.id}
-            )
+            return web.json_response({"method": "answerCallbackQuery", "callback_query_id": query["id"]})
         return web.Response(status=200)
 
     async def _poll(self) -> None:
@@ -302,7 +303,7 @@ class TelegramAdapter:
                 if self._stopping.is_set():
                     break
                 try:
-                    await self._process(update)
+                    await self._process(update.update_id, await self._polled_event(update))
                 except Unavailable:
                     await self._tell_waiting(updates[number + 1 :])
                     outage_pause = _next_pause(outage_pause, OUTAGE_RETRY)
@@ -363,26 +364,41 @@ class TelegramAdapter:
         except Exception:
             log.exception("telegram: polling ended with an error")
 
-    async def _process(self, update: Update, answer_query: bool = True) -> None:
+    async def _polled_event(self, update: Update) -> Event | None:
+        """The event of a fetched update; a button's spinner is stopped first (by webhook, the
+        answer to Telegram's POST does it)."""
+        try:
+            event = event_for(update.to_dict())
+        except Exception:  # one unreadable update must not stop polling
+            log.warning("telegram: update %s could not be read", update.update_id, exc_info=True)
+            return None
+        if update.callback_query is not None:
+            # A re-delivered query may be too old to answer: nothing lost but the spinner.
+            try:
+                await self._call("answerCallbackQuery", {"callback_query_id": update.callback_query.id})
+            except TelegramError as exc:
+                log.debug("telegram: answerCallbackQuery failed: %s", exc)
+        return event
+
+    async def _process(self, update_id: int, event: Event | None) -> None:
         """Handle one update and send its replies; raises `Unavailable` (after telling the person,
         once) when the database is down. Any other error is logged: one bad update must not stop
         the bot, and its effects, if any, are committed, so it is done with."""
+        if event is None:
+            return
         try:
-            event = await self._event_for(update, answer_query)
-            if event is None:
-                return
             async with self._chat_lock(event.chat_id):
                 try:
                     replies = await handle(event, self.deps)  # wakes the sender if it queued messages
                 except Unavailable:
-                    await self._tell_unavailable(update.update_id, event)
+                    await self._tell_unavailable(update_id, event)
                     raise
                 for reply in replies:
                     await self._send(event.chat_id, reply)
         except Unavailable:
             raise
         except Exception:
-            log.exception("telegram: update %s failed", update.update_id)
+            log.exception("telegram: update %s failed", update_id)
 
     async def _tell_unavailable(self, update_id: int, event: Event) -> None:
         """Best effort, once per update: the service is down and the message will be processed when
@@ -402,45 +418,12 @@ class TelegramAdapter:
         """Polling: the rest of a batch waits behind the update that met the outage; tell them too."""
         for update in updates:
             try:
-                event = await self._event_for(update)
+                event = event_for(update.to_dict())
             except Exception:
-                log.exception("telegram: update %s could not be read", update.update_id)
+                log.warning("telegram: update %s could not be read", update.update_id, exc_info=True)
                 continue
             if event is not None:
                 await self._tell_unavailable(update.update_id, event)
-
-    async def _event_for(self, update: Update, answer_query: bool = True) -> Event | None:
-        """The neutral event for this update, or None for updates the bot does not answer."""
-        query = update.callback_query
-        if query is not None and answer_query:
-            # Stop the button's spinner first; a re-delivered query is too old to answer.
-            try:
-                await query.answer()
-            except TelegramError as exc:
-                log.debug("telegram: answerCallbackQuery failed: %s", exc)
-        user, chat = update.effective_user, update.effective_chat
-        if user is None or chat is None:
-            return None
-        if chat.type != ChatType.PRIVATE:
-            # Replies name children and classes; never post them in a group. (Answering in a group
-            # would also move the account's chat_id, and with it the outbox, to the group.)
-            log.debug("telegram: ignoring update %s from a %s chat", update.update_id, chat.type)
-            return None
-        common: dict[str, Any] = {
-            "language": user.language_code,
-            "update_id": update.update_id,
-        }
-        user_id, chat_id = str(user.id), str(chat.id)
-        if query is not None:
-            return Event(PLATFORM, user_id, chat_id, button=query.data or "", **common)
-        message = update.message
-        if message is None:
-            return None
-        if message.text is not None:
-            return Event.from_text(PLATFORM, user_id, chat_id, message.text, **common)
-        return Event(
-            PLATFORM, user_id, chat_id, text=message.caption or "", media=_media_kind(message), **common
-        )
 
     @contextlib.asynccontextmanager
     async def _chat_lock(self, chat_id: str) -> AsyncIterator[None]:
@@ -477,7 +460,7 @@ class TelegramAdapter:
             return Delivery(Status.RETRY, exc.message)
         return Delivery(Status.SENT)
 
-    async def _send(self, chat_id: str, reply: Reply) -> list[Message]:
+    async def _send(self, chat_id: str, reply: Reply) -> None:
         """Send a reply, split at Telegram's limit; the buttons go under the last part, and a file
         (checked before anything is sent) follows. A photo whose text fits a caption carries the
         text and the buttons itself, so a chart and what it shows stay one message."""
@@ -489,36 +472,87 @@ class TelegramAdapter:
         bot = self.application.bot
         if reply.photo is not None and file is not None and caption_fits(reply.text):
             with file.open("rb") as fh:
-                return [
-                    await bot.send_photo(
-                        chat_id=chat_id,
-                        photo=fh,
-                        filename=reply.photo.filename,
-                        caption=reply.text or None,
-                        parse_mode=ParseMode.HTML,
-                        reply_markup=markup,
-                    )
-                ]
-        parts = split_message(reply.text)
-        sent = []
-        for number, part in enumerate(parts, start=1):
-            sent.append(
-                await bot.send_message(
+                await bot.send_photo(
                     chat_id=chat_id,
-                    text=part,
+                    photo=fh,
+                    filename=reply.photo.filename,
+                    caption=reply.text or None,
                     parse_mode=ParseMode.HTML,
-                    reply_markup=markup if number == len(parts) else None,
+                    reply_markup=InlineKeyboardMarkup.de_json(markup, bot) if markup else None,
                 )
-            )
+            return
+        parts = split_message(reply.text)
+        for number, part in enumerate(parts, start=1):
+            params: dict[str, Any] = {"chat_id": chat_id, "text": part, "parse_mode": ParseMode.HTML.value}
+            if markup and number == len(parts):
+                params["reply_markup"] = markup
+            await self._call("sendMessage", params)
         if file is not None and attachment is not None:
             with file.open("rb") as fh:
                 if reply.photo is not None:
-                    sent.append(await bot.send_photo(chat_id=chat_id, photo=fh, filename=attachment.filename))
+                    await bot.send_photo(chat_id=chat_id, photo=fh, filename=attachment.filename)
                 else:
-                    sent.append(
-                        await bot.send_document(chat_id=chat_id, document=fh, filename=attachment.filename)
-                    )
-        return sent
+                    await bot.send_document(chat_id=chat_id, document=fh, filename=attachment.filename)
+
+    async def _call(self, method: str, params: dict[str, Any]) -> Any:
+        """One Bot API call with JSON parameters, through PTB's request layer (its error mapping:
+        Forbidden, RetryAfter, BadRequest ...) but without building PTB objects of the parameters
+        or of the answer: replies are most of our calls, and their answers are never read."""
+        return await self._requests[0].post(f"{self.application.bot.base_url}/{method}", JsonData(params))
+
+
+def event_for(update: dict[str, Any]) -> Event | None:
+    """The neutral event of a Bot API update (its JSON), or None for what the bot does not answer.
+
+    Read from the JSON as Telegram sends it rather than through PTB's object tree: this runs for
+    every update, and building the tree cost more CPU than answering most of them. ValueError:
+    a part the bot reads is missing or of the wrong kind.
+    """
+    query = update.get("callback_query")
+    message = query.get("message") if isinstance(query, dict) else update.get("message")
+    if query is not None and not isinstance(query, dict):
+        raise ValueError("callback_query is not an object")
+    if message is not None and not isinstance(message, dict):
+        raise ValueError("message is not an object")
+    if query is not None and not isinstance(query.get("from"), dict):
+        raise ValueError("a callback_query without from")
+    if message is not None and not isinstance(message.get("chat"), dict):
+        raise ValueError("a message without chat")
+    user = (query or message or {}).get("from")
+    chat = message.get("chat") if message else None
+    if user is None or chat is None:
+        return None  # a channel post has no sender, a button under an inline message no chat
+    if not isinstance(user, dict):
+        raise ValueError("from is not an object")
+    user_id, chat_id, chat_type = user.get("id"), chat.get("id"), chat.get("type")
+    if not isinstance(user_id, int) or not isinstance(chat_id, int) or not isinstance(chat_type, str):
+        raise ValueError("a user or chat without an id or type")
+    if chat_type != ChatType.PRIVATE:
+        # Replies name children and classes; never post them in a group. (Answering in a group
+        # would also move the account's chat_id, and with it the outbox, to the group.)
+        log.debug("telegram: ignoring update %s from a %s chat", update.get("update_id"), chat_type)
+        return None
+    language = user.get("language_code")
+    common: dict[str, Any] = {
+        "language": language if isinstance(language, str) else None,
+        "update_id": update.get("update_id"),
+    }
+    if query is not None:
+        return Event(PLATFORM, str(user_id), str(chat_id), button=_text(query.get("data")), **common)
+    assert message is not None
+    text = message.get("text")
+    if text is not None:
+        return Event.from_text(PLATFORM, str(user_id), str(chat_id), _text(text), **common)
+    caption = _text(message.get("caption"))
+    return Event(PLATFORM, str(user_id), str(chat_id), text=caption, media=_media_kind(message), **common)
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise ValueError("a text that is not a string")
+    return value
 
 
 async def _read_at_most(request: web.Request, limit: int) -> bytes | None:
@@ -533,28 +567,29 @@ async def _read_at_most(request: web.Request, limit: int) -> bytes | None:
     return b"".join(chunks)
 
 
-def _media_kind(message: Message) -> str:
+def _media_kind(message: dict[str, Any]) -> str:
     for kind in _MEDIA_KINDS:
-        if getattr(message, kind, None):
+        if message.get(kind):
             return kind
     return "other"
 
 
-def _keyboard(rows: tuple[tuple[Button, ...], ...]) -> InlineKeyboardMarkup | None:
+def _keyboard(rows: tuple[tuple[Button, ...], ...]) -> dict[str, Any] | None:
+    """The inline keyboard as the Bot API's JSON (`reply_markup`), or None without buttons."""
     keyboard = [[b for b in (_button(button) for button in row) if b] for row in rows]
     keyboard = [row for row in keyboard if row]
-    return InlineKeyboardMarkup(keyboard) if keyboard else None
+    return {"inline_keyboard": keyboard} if keyboard else None
 
 
-def _button(button: Button) -> InlineKeyboardButton | None:
+def _button(button: Button) -> dict[str, str] | None:
     if button.url:
         if not _public_url(button.url):
             # Telegram refuses the whole message ("Wrong HTTP URL") for a button to localhost or a
             # private address, as in a local set-up; the link is in the text as well.
             return None
-        return InlineKeyboardButton(button.label, url=button.url)
+        return {"text": button.label, "url": button.url}
     if button.payload is not None:
-        return InlineKeyboardButton(button.label, callback_data=button.payload)
+        return {"text": button.label, "callback_data": button.payload}
     return None
 
 

@@ -34,6 +34,23 @@ def _proxy_for(url: str) -> str | None:
     return _proxy_origin(parts.scheme, parts.hostname or "")
 
 
+class JsonData(RequestData):
+    """Parameters that are JSON already (no files): what `TelegramAdapter._call` sends, without
+    PTB's per-parameter objects."""
+
+    def __init__(self, params: dict[str, Any]) -> None:
+        super().__init__()
+        self._params = params
+
+    @property
+    def parameters(self) -> dict[str, Any]:
+        return self._params
+
+    @property
+    def json_parameters(self) -> dict[str, str]:
+        return {k: v if isinstance(v, str) else json.dumps(v) for k, v in self._params.items()}
+
+
 class AiohttpRequest(BaseRequest):
     """One aiohttp session with a bounded connection pool, opened by PTB's `initialize`."""
 

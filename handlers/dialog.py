@@ -7,7 +7,7 @@ the `Reply` objects back. Flows never see a platform SDK.
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -204,9 +204,21 @@ class Context:
         **context: Any,
     ) -> int:
         """Queue a message to every account of a person, each in its own language."""
+        return await self.notify_all([person_id], template, lane=lane, buttons=buttons, **context)
+
+    async def notify_all(
+        self,
+        person_ids: Sequence[int],
+        template: str,
+        *,
+        lane: Lane = Lane.INTERACTIVE,
+        buttons: ButtonsFor | None = None,
+        **context: Any,
+    ) -> int:
+        """The same message to every account of each of these people (say, both parents)."""
         school_id = self.identity.school.id if self.identity.school else None
-        return await notify_person(
-            self.session, person_id, template, lane=lane, buttons=buttons, school_id=school_id, **context
+        return await notify_people(
+            self.session, person_ids, template, lane=lane, buttons=buttons, school_id=school_id, **context
         )
 
 
@@ -225,14 +237,32 @@ async def notify_person(
     **context: Any,
 ) -> int:
     """Queue a message to every account of a person through the outbox, in each account's language."""
-    count = 0
-    for account in await accounts.accounts_of_person(session, person_id):
-        text = messages.render(template, account.locale, **context)
-        rows = buttons(account.locale) if buttons else []
-        reply = Reply(text, tuple(tuple(row) for row in rows))
-        await outbox.enqueue(session, account.id, reply.to_payload(), lane=lane, school_id=school_id)
-        count += 1
-    return count
+    return await notify_people(
+        session, [person_id], template, lane=lane, buttons=buttons, school_id=school_id, **context
+    )
+
+
+async def notify_people(
+    session: AsyncSession,
+    person_ids: Sequence[int],
+    template: str,
+    *,
+    lane: Lane = Lane.INTERACTIVE,
+    buttons: ButtonsFor | None = None,
+    school_id: int | None = None,
+    **context: Any,
+) -> int:
+    """One message per account of each person (a shared account gets one per person it speaks
+    for), rendered once per language, queued in one statement."""
+    payloads: dict[str, dict[str, Any]] = {}
+    queued = []
+    for _person, account_id, locale in await accounts.accounts_of_people(session, person_ids):
+        if locale not in payloads:
+            text = messages.render(template, locale, **context)
+            rows = buttons(locale) if buttons else []
+            payloads[locale] = Reply(text, tuple(tuple(row) for row in rows)).to_payload()
+        queued.append((account_id, payloads[locale]))
+    return await outbox.enqueue_many(session, queued, lane=lane, school_id=school_id)
 
 
 Step = Callable[[Context], Awaitable[list[Reply]]]

@@ -156,24 +156,14 @@ async def _after_handover(ctx: Context, group: ServiceGroup, result: handover.Ha
     if result.outcome is not Outcome.OK or result.handover is None:
         return [ctx.reply("today_refused", outcome=result.outcome.value)]
     row = result.handover
-    student = await ctx.session.get(Student, row.student_id)
     staff = ctx.identity.person.name if ctx.identity.person else ""
     when = row.handed_at.astimezone(_tz(ctx)).strftime("%H:%M")
-    for guardian in result.guardians:
-        await ctx.notify(
-            guardian,
-            "handover_done",
-            lane=Lane.SAFETY,
-            child=student.name if student else "",
-            h=row,
-            staff=staff,
-            time=when,
-        )
+    await ctx.notify_all(
+        result.guardians, "handover_done", lane=Lane.SAFETY, child=result.child, h=row, staff=staff, time=when
+    )
     # The roster is one tap away: building it here would hold the parents' message back.
     back = [[Button(ctx.label("today.roster"), f"{KEY}:ro:{group.id}")]]
-    return [
-        ctx.reply("today_handed_over", child=student.name if student else "", h=row, time=when, buttons=back)
-    ]
+    return [ctx.reply("today_handed_over", child=result.child, h=row, time=when, buttons=back)]
 
 
 async def typed(ctx: Context) -> list[Reply]:

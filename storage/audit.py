@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.models import AuditLog
+
+# On the table, not the mapped class: an entry is written and never read back in the same
+# transaction, so the ORM's unit of work (and its RETURNING of the id) would be wasted CPU.
+_INSERT = insert(AuditLog.__table__)
 
 
 async def record(
@@ -20,19 +24,19 @@ async def record(
     target_type: str | None = None,
     target_id: int | None = None,
     **detail: Any,
-) -> AuditLog:
-    entry = AuditLog(
-        action=action,
-        school_id=school_id,
-        actor_person_id=actor_person_id,
-        actor_account_id=actor_account_id,
-        target_type=target_type,
-        target_id=target_id,
-        detail=detail,
+) -> None:
+    await session.execute(
+        _INSERT,
+        {
+            "action": action,
+            "school_id": school_id,
+            "actor_person_id": actor_person_id,
+            "actor_account_id": actor_account_id,
+            "target_type": target_type,
+            "target_id": target_id,
+            "detail": detail,
+        },
     )
-    session.add(entry)
-    await session.flush()
-    return entry
 
 
 async def entries(session: AsyncSession, action: str | None = None) -> list[AuditLog]:

@@ -13,11 +13,11 @@ from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import exists, or_, select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage import audit, pickup, rosters, vetting
 from storage.enrollment import guardian_among, guardians_of
+from storage.inserts import insert_new, insert_new_id
 from storage.models import (
     Attendance,
     DaySummary,
@@ -36,6 +36,7 @@ from storage.models import (
 from storage.terms import WEEKDAY_ORDER
 
 ESCALATE_AFTER = timedelta(minutes=10)
+_MAY_ACT = "handover.may_act"  # session.info: answers of may_act within this transaction
 
 
 class Outcome(enum.StrEnum):
@@ -68,7 +69,20 @@ async def on_duty(session: AsyncSession, people: list[int], today: date) -> list
 
 async def may_act(session: AsyncSession, people: list[int], group: ServiceGroup, today: date) -> bool:
     """Staff on duty with this group (vetted), or an admin of its school: one query, as it is asked
-    on every tap of the handover screen."""
+    on every tap of the handover screen, and asked once per transaction (the handler asks before
+    it reads the group's children, the domain operation again before it writes)."""
+    transaction = session.sync_session.get_transaction()
+    held = session.info.get(_MAY_ACT)
+    if held is None or held[0] is not transaction:
+        held = session.info[_MAY_ACT] = (transaction, {})
+    memo: dict[tuple[tuple[int, ...], int, date], bool] = held[1]
+    key = (tuple(people), group.id, today)
+    if key not in memo:
+        memo[key] = await _may_act(session, people, group, today)
+    return memo[key]
+
+
+async def _may_act(session: AsyncSession, people: list[int], group: ServiceGroup, today: date) -> bool:
     on_duty = exists().where(
         GroupDuty.group_id == group.id,
         GroupDuty.person_id.in_(people),
@@ -219,6 +233,7 @@ class HandedOver:
     outcome: Outcome
     handover: Handover | None = None
     guardians: list[int] = field(default_factory=list)
+    child: str = ""  # the child's name, for the messages
 
 
 async def hand_over(
@@ -246,7 +261,8 @@ async def hand_over(
         )
         return HandedOver(Outcome.FORBIDDEN)
     # Before the "already handed over" answer, which names the adult: only for this group's children.
-    if not await rosters.expected(session, group, student_id, day, now):
+    child = await rosters.expected_child(session, group, student_id, day, now)
+    if child is None:
         return HandedOver(Outcome.NOT_EXPECTED)
     existing = await session.scalar(
         select(Handover).where(Handover.student_id == student_id, Handover.day == day)
@@ -299,44 +315,44 @@ async def hand_over(
         kind = "alone"
     else:
         return HandedOver(Outcome.NOT_AUTHORISED)
-    row = Handover(
-        school_id=group.school_id,
-        student_id=student_id,
-        group_id=group.id,
-        day=day,
-        kind=kind,
-        adult_id=adult_id,
-        request_id=request_id,
-        adult_name=name,
-        relation=relation,
-        code_verified=verified,
-        staff_person_id=people[0],
-        handed_at=now,
-    )
-    try:
-        async with session.begin_nested():
-            session.add(row)
-    except IntegrityError:
+    values = {
+        "school_id": group.school_id,
+        "student_id": student_id,
+        "group_id": group.id,
+        "day": day,
+        "kind": kind,
+        "adult_id": adult_id,
+        "request_id": request_id,
+        "adult_name": name,
+        "relation": relation,
+        "code_verified": verified,
+        "staff_person_id": people[0],
+        "handed_at": now,
+    }
+    handover_id = await insert_new_id(session, Handover.__table__, ("student_id", "day"), values)
+    if handover_id is None:
         # A colleague recorded this child's handover in the same moment: theirs stands.
         existing = await session.scalar(
             select(Handover).where(Handover.student_id == student_id, Handover.day == day)
         )
         return HandedOver(Outcome.ALREADY, existing)
-    attendance = await session.scalar(
-        select(Attendance).where(Attendance.student_id == student_id, Attendance.day == day)
+    # Written in one statement and not read back: the record as written (not in the session).
+    row = Handover(id=handover_id, **values)
+    # Present, if nobody marked the child yet (a mark already made stands).
+    await insert_new(
+        session,
+        Attendance.__table__,
+        ("student_id", "day"),
+        {
+            "school_id": group.school_id,
+            "student_id": student_id,
+            "group_id": group.id,
+            "day": day,
+            "present": True,
+            "marked_by": people[0],
+            "marked_at": now,
+        },
     )
-    if attendance is None:
-        session.add(
-            Attendance(
-                school_id=group.school_id,
-                student_id=student_id,
-                group_id=group.id,
-                day=day,
-                present=True,
-                marked_by=people[0],
-                marked_at=now,
-            )
-        )
     await audit.record(
         session,
         "handover.recorded",
@@ -347,7 +363,7 @@ async def hand_over(
         handover_id=row.id,
         kind=kind,
     )
-    return HandedOver(Outcome.OK, row, await guardians_of(session, student_id))
+    return HandedOver(Outcome.OK, row, await guardians_of(session, student_id), child)
 
 
 @dataclass

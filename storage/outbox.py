@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import case, or_, select, update
+from sqlalchemy import case, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage import accounts
@@ -76,6 +76,42 @@ async def enqueue(
     await session.flush()
     session.info[QUEUED] = True
     return row
+
+
+# On the table: rows queued by `enqueue_many` are not read back in the transaction that wrote them.
+_INSERT = insert(Outbox.__table__)
+
+
+async def enqueue_many(
+    session: AsyncSession,
+    messages: Sequence[tuple[int, dict[str, Any]]],
+    *,
+    lane: Lane = Lane.INTERACTIVE,
+    school_id: int | None = None,
+    not_before: datetime | None = None,
+) -> int:
+    """Queue (account id, payload) messages in one statement, without building rows to read back:
+    a handover queues one per parent account on the safety path, where every millisecond counts."""
+    if not messages:
+        return 0
+    due = not_before or utcnow()
+    await session.execute(
+        _INSERT,
+        [
+            {
+                "account_id": account_id,
+                "payload": payload,
+                "lane": lane.value,
+                "school_id": school_id,
+                "status": OutboxStatus.PENDING.value,
+                "not_before": due,
+                "attempts": 0,
+            }
+            for account_id, payload in messages
+        ],
+    )
+    session.info[QUEUED] = True
+    return len(messages)
 
 
 def queued(session: AsyncSession) -> bool:

@@ -9,11 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, exists, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage import agreements
-from storage.models import Application, ApplicationStatus, SchoolClass, ServiceGroup, Student
+from storage.models import Agreement, Application, ApplicationStatus, SchoolClass, ServiceGroup, Student
 from storage.terms import WEEKDAY_ORDER
 
 
@@ -62,18 +62,43 @@ async def expected(
     session: AsyncSession, group: ServiceGroup, student_id: int, day: date, now: datetime
 ) -> bool:
     """Is this one child on the group's roster that day? (The handover's check, without the roster.)"""
+    return await expected_child(session, group, student_id, day, now) is not None
+
+
+async def expected_child(
+    session: AsyncSession, group: ServiceGroup, student_id: int, day: date, now: datetime
+) -> str | None:
+    """The child's name if expected in the group that day (placed there, attending that weekday,
+    an agreement in force); one query, as a handover asks it on every tap."""
     weekday = WEEKDAY_ORDER[day.weekday()]
     if weekday not in group.weekdays:
-        return False
-    app = await session.scalar(
-        select(Application).where(
-            Application.group_id == group.id,
-            Application.student_id == student_id,
-            Application.status == ApplicationStatus.PLACED.value,
+        return None
+    row = (
+        await session.execute(
+            _EXPECTED,
+            {
+                "group_id": group.id,
+                "student_id": student_id,
+                "placed": ApplicationStatus.PLACED.value,
+                "now": now,
+            },
         )
+    ).first()
+    return row[0] if row is not None and weekday in row[1] else None
+
+
+# Built once: asked on every handover tap.
+_EXPECTED = (
+    select(Student.name, Application.weekdays)
+    .join(Application, Application.student_id == Student.id)
+    .where(
+        Application.group_id == bindparam("group_id"),
+        Application.student_id == bindparam("student_id"),
+        Application.status == bindparam("placed"),
+        Student.active.is_(True),
+        exists().where(
+            Agreement.application_id == Application.id,
+            or_(Agreement.valid_until.is_(None), Agreement.valid_until > bindparam("now")),
+        ),
     )
-    return (
-        app is not None
-        and weekday in app.weekdays
-        and await agreements.current(session, app.id, now) is not None
-    )
+)

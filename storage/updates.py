@@ -2,21 +2,12 @@
 
 from __future__ import annotations
 
-from sqlalchemy import bindparam
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from storage.inserts import insert_new
 from storage.models import ProcessedUpdate
 
-# Built once: this runs for every update (see storage/accounts.py on the hot path). On the table,
-# not the mapped class: with parameters given apart, the ORM would take it for a bulk insert.
-_CLAIM = {
-    name: insert(ProcessedUpdate.__table__)
-    .values(platform=bindparam("platform"), update_id=bindparam("update_id"))
-    .on_conflict_do_nothing(index_elements=["platform", "update_id"])
-    for name, insert in (("postgresql", postgresql.insert), ("sqlite", sqlite.insert))
-}
+_KEY = ("platform", "update_id")
 
 
 async def claim_update(session: AsyncSession, platform: str, update_id: int) -> bool:
@@ -32,13 +23,6 @@ async def claim_update(session: AsyncSession, platform: str, update_id: int) -> 
     commits: the id would be committed before the update's effects, and a crash in between
     would lose the update (its re-delivery skipped as done).
     """
-    statement = _CLAIM.get(session.get_bind().dialect.name)
-    if statement is not None:
-        result = await session.execute(statement, {"platform": platform, "update_id": update_id})
-        return bool(result.rowcount)  # type: ignore[attr-defined]
-    try:
-        async with session.begin_nested():
-            session.add(ProcessedUpdate(platform=platform, update_id=update_id))
-    except IntegrityError:
-        return False
-    return True
+    return await insert_new(
+        session, ProcessedUpdate.__table__, _KEY, {"platform": platform, "update_id": update_id}
+    )

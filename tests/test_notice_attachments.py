@@ -12,6 +12,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 from pydantic import SecretStr
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot import admin
@@ -23,6 +24,7 @@ from bot.telegram import TelegramAdapter
 from handlers.dialog import Attachment, Reply
 from handlers.dispatch import Deps
 from storage.db import create_engine, create_sessionmaker, migrate
+from storage.models import NoticePreference, PlatformAccount
 from tests.fakebotapi import FakeBotApi
 from tests.school import parent_code
 
@@ -113,6 +115,14 @@ async def running(tmp_path: Path) -> AsyncIterator[tuple[str, async_sessionmaker
         await engine.dispose()
 
 
+async def no_quiet_hours(sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+    """The notice goes out now: at night (the default quiet hours, 21:00-07:00 school time) it would
+    wait for the morning, and the test would depend on the hour it runs at."""
+    async with sessionmaker.begin() as session:
+        for account_id in await session.scalars(select(PlatformAccount.id)):
+            session.add(NoticePreference(account_id=account_id, digest_time=None, quiet_hours=""))
+
+
 async def test_web_chat_gets_a_download_link_only_recipients_can_open(tmp_path: Path) -> None:
     async with running(tmp_path) as (base, sessionmaker):
         parent = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
@@ -125,6 +135,7 @@ async def test_web_chat_gets_a_download_link_only_recipients_can_open(tmp_path: 
                 code = await parent_code(sessionmaker, "S2026101", notice_accepted=True)
                 await ws.send_json({"type": "text", "text": f"/start {code}"})
                 assert "曹若曦" in (await ws.receive_json(timeout=10))["text"]
+                await no_quiet_hours(sessionmaker)
                 menu = tmp_path / "menu.md"
                 menu.write_text("# 本周菜单\n见附件。", encoding="utf-8")
                 (tmp_path / "菜单.pdf").write_bytes(b"%PDF-1.4 weekly menu")

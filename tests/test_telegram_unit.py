@@ -14,7 +14,7 @@ from telegram.error import BadRequest, EndPointNotFound, InvalidToken
 
 from bot.channels import Status
 from bot.config import Settings
-from bot.telegram import TelegramAdapter, split_message
+from bot.telegram import TelegramAdapter, event_for, split_message
 from handlers.dialog import Button, Reply
 from handlers.dispatch import Deps
 from tests.fakebotapi import FakeBotApi
@@ -218,3 +218,92 @@ async def test_the_fake_answers_the_methods_ptb_sends(adapter, fake):
     with pytest.raises(EndPointNotFound):  # Telegram answers 404 for a method it does not know
         await bot.do_api_request("noSuchMethod")
     assert fake.calls[-1].method == "noSuchMethod"
+
+
+# -- reading updates ------------------------------------------------------------------------------
+
+PARENT = {"id": 501, "is_bot": False, "first_name": "妈妈", "language_code": "zh-hans"}
+PRIVATE = {"id": 501, "type": "private", "first_name": "妈妈"}
+
+
+def test_a_parents_message_and_button_become_events_as_telegram_sends_them() -> None:
+    text = {
+        "update_id": 7,
+        "message": {
+            "message_id": 1,
+            "date": 0,
+            "chat": PRIVATE,
+            "from": PARENT,
+            "text": "/start@afterschool_bot abc",
+        },
+    }
+    event = event_for(text)
+    assert event is not None
+    assert (event.user_id, event.chat_id, event.command, event.args) == ("501", "501", "start", "abc")
+    assert (event.language, event.update_id) == ("zh-hans", 7)
+    button = {
+        "update_id": 8,
+        "callback_query": {
+            "id": "q1",
+            "from": PARENT,
+            "chat_instance": "c",
+            "data": "a:d:mon",
+            "message": {"message_id": 2, "date": 0, "chat": PRIVATE},
+        },
+    }
+    event = event_for(button)
+    assert event is not None and event.button == "a:d:mon" and event.chat_id == "501"
+    photo = {
+        "update_id": 9,
+        "message": {
+            "message_id": 3,
+            "date": 0,
+            "chat": PRIVATE,
+            "from": PARENT,
+            "photo": [{"file_id": "f", "file_unique_id": "u", "width": 1, "height": 1}],
+            "caption": "作业",
+        },
+    }
+    event = event_for(photo)
+    assert event is not None and (event.media, event.text) == ("photo", "作业")
+
+
+def test_updates_the_bot_must_not_answer_are_none() -> None:
+    group = {"id": -100, "type": "supergroup", "title": "一年级家长群"}
+    in_group = {
+        "update_id": 1,
+        "message": {"message_id": 1, "date": 0, "chat": group, "from": PARENT, "text": "/status"},
+    }
+    channel_post = {"update_id": 2, "message": {"message_id": 1, "date": 0, "chat": PRIVATE}}
+    inline_button = {
+        "update_id": 3,
+        "callback_query": {
+            "id": "q",
+            "from": PARENT,
+            "chat_instance": "c",
+            "inline_message_id": "i",
+            "data": "x",
+        },
+    }
+    member_update = {"update_id": 4, "my_chat_member": {}}
+    for update in (in_group, channel_post, inline_button, member_update):
+        assert event_for(update) is None, update
+
+
+@pytest.mark.parametrize(
+    "update",
+    [
+        {"update_id": 1, "message": "hello"},
+        {"update_id": 1, "message": {"text": "no chat"}},
+        {"update_id": 1, "message": {"chat": PRIVATE, "from": PARENT, "text": 5}},
+        {"update_id": 1, "message": {"chat": {"id": "501", "type": "private"}, "from": PARENT, "text": "x"}},
+        {"update_id": 1, "callback_query": {"id": "q", "data": "x", "message": {"chat": PRIVATE}}},
+        {
+            "update_id": 1,
+            "callback_query": {"id": "q", "from": PARENT, "data": ["x"], "message": {"chat": PRIVATE}},
+        },
+    ],
+)
+def test_an_update_of_the_wrong_shape_is_refused_not_guessed(update: dict) -> None:
+    with pytest.raises(ValueError):
+        event_for(update)
