@@ -1,12 +1,14 @@
-"""The Telegram channel: python-telegram-bot updates in, neutral events to the dialog core, replies out.
+"""The Telegram channel: Bot API updates in, neutral events to the dialog core, replies out.
 
 PTB is used for its Bot API client only (requests and their error mapping, getUpdates, the
 webhook and command set-up, file uploads): no handlers, no Updater, no ConversationHandler and no
 PTB persistence, because conversation state lives in our database and every flow is
 platform-neutral. On the hot path (an update in, its replies out) the JSON is read and written as
-it is, without PTB's object trees, which cost more CPU than answering most updates. Long polling by default, by our own loop that confirms an update to
-Telegram only after it is processed; with WEBHOOK_URL set, Telegram posts updates to our own aiohttp
-server and gets its 200 only after the update's effects are committed. Either way an update that
+it is, without PTB's object trees, which cost more CPU than answering most updates.
+
+Long polling by default, by our own loop that confirms an update to Telegram only after it is
+processed; with WEBHOOK_URL set, Telegram posts updates to our own aiohttp server and gets its
+200 only after the update's effects are committed. Either way an update that
 meets a database outage is given back to Telegram (503, or an offset not moved past it) and comes
 again: see docs/delivery.md, "Crashes and outages on the way in".
 """
