@@ -14,7 +14,7 @@ import messages
 from handlers import fallback, start
 from handlers.dialog import MAX_ID, MAX_TEXT, Context, Event, Flow, Links, Reply
 from handlers.registry import BY_COMMAND, BY_KEY, BY_NAME, FALLBACK
-from storage import accounts, consent, conversations, outbox, updates
+from storage import accounts, consent, outbox, updates
 from storage.availability import is_unavailable
 from storage.retention import RetentionPolicy
 
@@ -62,15 +62,15 @@ async def handle(event: Event, deps: Deps) -> list[Reply]:
             ):
                 log.info("update %s/%s already processed", event.platform, event.update_id)
                 return []
-            account = await accounts.get_or_create_account(
+            opened = await accounts.open_account(
                 session, event.platform, event.user_id, event.chat_id, locale
             )
             ctx = Context(
                 event=event,
                 session=session,
-                identity=await accounts.load_identity(session, account),
-                state=await conversations.get_state(session, account.id),
-                locale=account.locale,
+                identity=opened.identity,
+                state=opened.state,
+                locale=opened.identity.account.locale,
                 links=deps.links,
                 files_dir=deps.files_dir,
                 secret_key=deps.secret_key,

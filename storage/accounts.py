@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.models import (
     AccountBinding,
+    ConversationState,
     Guardianship,
     Person,
     PersonRole,
@@ -57,16 +58,47 @@ class Identity:
         return role in self.roles
 
 
+@dataclass(frozen=True)
+class Opened:
+    """An event's account, who it speaks for and where its chat is in a flow."""
+
+    identity: Identity
+    state: ConversationState | None
+
+
+async def open_account(
+    session: AsyncSession, platform: str, external_id: str, chat_id: str, locale: str
+) -> Opened:
+    """The account of an event, created on first contact (safe under races), with its identity and
+    conversation state, in as few queries as is safe: this runs before every event.
+
+    On PostgreSQL the account row is locked first, in a statement of its own, and stays locked
+    until the caller's transaction ends: two updates of one chat that reach two workers at once are
+    handled one after the other, and the second reads the conversation state the first left (a
+    state read in the locking statement would be the one from before the wait). SQLite locks no
+    rows, so one statement reads it all: it has one writer at a time, and a second process that
+    read the state before the first one wrote is refused at its first write and its update is
+    offered again.
+    """
+    if session.get_bind().dialect.name == "sqlite":
+        params = {"platform": platform, "external_id": external_id}
+        rows = (await session.execute(_OPEN_BY_IDENTITY, params)).all()
+        if not rows:
+            account = await get_or_create_account(session, platform, external_id, chat_id, locale)
+            return Opened(await load_identity(session, account), None)
+        account = rows[0][0]
+        _refresh(account, chat_id)
+    else:
+        account = await get_or_create_account(session, platform, external_id, chat_id, locale)
+        rows = (await session.execute(_OPEN_BY_ID, {"account_id": account.id})).all()
+    bound = [(person, school) for _, _, person, school in rows if person is not None]
+    return Opened(await _identity(session, account, bound), rows[0][1])
+
+
 async def get_or_create_account(
     session: AsyncSession, platform: str, external_id: str, chat_id: str, locale: str
 ) -> PlatformAccount:
-    """The account for this platform identity; created on first contact (safe under races).
-
-    On PostgreSQL the row stays locked until the caller's transaction ends: two updates of one chat
-    that reach two workers at once are handled one after the other, each seeing the conversation
-    state the other left. (SQLite has one writer at a time: a second process that read the state
-    before the first one wrote is refused at its first write and its update is offered again.)
-    """
+    """The account for this platform identity, locked as in `open_account`; created on first contact."""
     params = {"platform": platform, "external_id": external_id}
     account = await session.scalar(_ACCOUNT_LOCKED, params)
     if account is None:
@@ -79,11 +111,15 @@ async def get_or_create_account(
         except IntegrityError:
             account = (await session.scalars(_ACCOUNT, params)).one()
     else:
-        if account.chat_id != chat_id:
-            account.chat_id = chat_id
-        if account.unreachable_at is not None:
-            account.unreachable_at = None  # they wrote to us: no longer blocked, send to them again
+        _refresh(account, chat_id)
     return account
+
+
+def _refresh(account: PlatformAccount, chat_id: str) -> None:
+    if account.chat_id != chat_id:
+        account.chat_id = chat_id
+    if account.unreachable_at is not None:
+        account.unreachable_at = None  # they wrote to us: no longer blocked, send to them again
 
 
 async def find_account(session: AsyncSession, platform: str, external_id: str) -> PlatformAccount | None:
@@ -100,6 +136,19 @@ _ACCOUNT = select(PlatformAccount).where(
     PlatformAccount.platform == bindparam("platform"), PlatformAccount.external_id == bindparam("external_id")
 )
 _ACCOUNT_LOCKED = _ACCOUNT.with_for_update()
+# The account with its conversation state and the people it speaks for: a row per binding.
+_OPEN = (
+    select(PlatformAccount, ConversationState, Person, School)
+    .outerjoin(ConversationState, ConversationState.account_id == PlatformAccount.id)
+    .outerjoin(AccountBinding, AccountBinding.account_id == PlatformAccount.id)
+    .outerjoin(Person, Person.id == AccountBinding.person_id)
+    .outerjoin(School, School.id == Person.school_id)
+    .order_by(AccountBinding.id)
+)
+_OPEN_BY_IDENTITY = _OPEN.where(
+    PlatformAccount.platform == bindparam("platform"), PlatformAccount.external_id == bindparam("external_id")
+)
+_OPEN_BY_ID = _OPEN.where(PlatformAccount.id == bindparam("account_id"))
 _BOUND = (
     select(Person, School)
     .join(AccountBinding, AccountBinding.person_id == Person.id)
@@ -116,39 +165,53 @@ _ACCOUNTS_OF_PEOPLE = (
 )
 
 
-def _about_people() -> Any:
+def _about_people(one: bool) -> Any:
     """Roles, classes headed, children and accepted privacy notices as one union of (kind, sort key,
-    id, name, class, relation)."""
+    id, name, class, relation); of one person (`id`) or of several (`ids`)."""
     ids = bindparam("ids", expanding=True)
+
+    def of(column: Any) -> Any:
+        return column == bindparam("id") if one else column.in_(ids)
+
     none = literal(None, String)
     roles = select(
         literal("r").label("kind"), PersonRole.role.label("k"), literal(0).label("id"), none, none, none
-    ).where(PersonRole.person_id.in_(ids))
+    ).where(of(PersonRole.person_id))
     headed = select(literal("h"), SchoolClass.name, literal(0), none, none, none).where(
-        SchoolClass.head_teacher_id.in_(ids)
+        of(SchoolClass.head_teacher_id)
     )
     children = (
         select(literal("c"), Student.name, Student.id, Student.name, SchoolClass.name, Guardianship.relation)
         .join(Guardianship, Guardianship.student_id == Student.id)
         .join(SchoolClass, SchoolClass.id == Student.class_id)
-        .where(Guardianship.person_id.in_(ids), Student.active.is_(True))
+        .where(of(Guardianship.person_id), Student.active.is_(True))
     )
     accepted = select(
         literal("p"), cast(PrivacyConsent.version, String), PrivacyConsent.person_id, none, none, none
-    ).where(PrivacyConsent.person_id.in_(ids))
+    ).where(of(PrivacyConsent.person_id))
     return union_all(roles, headed, children, accepted).order_by("kind", "k", "id")
 
 
-_ABOUT_PEOPLE = _about_people()
+_ABOUT_PERSON = _about_people(one=True)
+_ABOUT_PEOPLE = _about_people(one=False)
 
 
 async def load_identity(session: AsyncSession, account: PlatformAccount) -> Identity:
-    """Who the account speaks for, in two queries: it runs before every event (the hot path)."""
+    """Who the account speaks for, in two queries."""
     bound = (await session.execute(_BOUND, {"account_id": account.id})).all()
+    return await _identity(session, account, [(person, school) for person, school in bound])
+
+
+async def _identity(
+    session: AsyncSession, account: PlatformAccount, bound: list[tuple[Person, School]]
+) -> Identity:
     if not bound:
         return Identity(account=account)
     people = [person for person, _ in bound]
-    rows = (await session.execute(_ABOUT_PEOPLE, {"ids": [p.id for p in people]})).all()
+    if len(people) == 1:  # most accounts: no IN list to expand into the statement
+        rows = (await session.execute(_ABOUT_PERSON, {"id": people[0].id})).all()
+    else:
+        rows = (await session.execute(_ABOUT_PEOPLE, {"ids": [p.id for p in people]})).all()
     return Identity(
         account,
         people,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -9,6 +10,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import event
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -20,6 +22,8 @@ from sqlalchemy.ext.asyncio import (
 from storage import sqlite
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+# A pooled PostgreSQL connection idle longer than this is pinged before it is used again.
+PING_AFTER_IDLE = 1.0  # seconds
 
 
 def create_engine(
@@ -54,10 +58,39 @@ def create_engine(
             cur.close()
 
         return engine
-    kwargs.setdefault("pool_pre_ping", True)
     pool = {"pool_size": pool_size, "max_overflow": max_overflow, "pool_timeout": pool_timeout}
     kwargs.update({k: v for k, v in pool.items() if v is not None})
-    return create_async_engine(url, **kwargs)
+    engine = create_async_engine(url, **kwargs)
+    _ping_when_idle(engine)
+    return engine
+
+
+def _ping_when_idle(engine: AsyncEngine) -> None:
+    """Ping a pooled connection before use only if it sat idle (SQLAlchemy's recipe for custom
+    pessimistic disconnect handling).
+
+    `pool_pre_ping` pings on every checkout, which with asyncpg is three round trips (BEGIN, an
+    empty query, ROLLBACK): on an update of three statements that doubled the round trips and cost
+    a third of its CPU (docs/benchmarks.md, "Inbound updates"). A connection in constant use needs
+    no ping: if the server went away under load, the first statement fails, SQLAlchemy invalidates
+    the whole pool, and the event is offered again (handlers.dispatch.Unavailable). A connection
+    that sat idle (the dashboard after a quiet night, a restart during a lull) is pinged, and a dead
+    one is replaced before anyone sees an error.
+    """
+
+    @event.listens_for(engine.sync_engine, "checkin")
+    def _checked_in(_dbapi_conn: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine.sync_engine, "checkout")
+    def _checked_out(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+        since = record.info.get("idle_since")
+        if since is None or time.monotonic() - since < PING_AFTER_IDLE:
+            return
+        try:
+            dbapi_conn.ping()
+        except Exception as exc:
+            raise DisconnectionError(str(exc)) from exc  # the pool drops it and tries another
 
 
 class _CommitInPlace:

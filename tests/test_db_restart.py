@@ -4,8 +4,9 @@ Each test starts a PostgreSQL server of its own (initdb into a temporary directo
 never the shared one on 5432 that other tests use. While the server is down, updates get 503 on
 the webhook (Telegram posts them again later) or stay unconfirmed in polling mode, the person is
 told once that their message will be processed when the service is back, and the web chat hands
-the message back to the page, which sends it again. Once the server is back, the engine's
-pre-ping replaces the dead connections and every update is processed exactly once.
+the message back to the page, which sends it again. Once the server is back, the engine
+replaces the dead connections (storage.db pings a connection that sat idle) and every
+update is processed exactly once.
 """
 
 from __future__ import annotations
