@@ -75,6 +75,8 @@ async def import_roster_file(
     async with sessionmaker.begin() as session:
         school = await _school_for_import(session, school_code, school_name)
         report = await roster.import_roster(session, school, parsed)
+    async with sessionmaker.begin() as session:
+        await roster.refresh_statistics(session)
     return school, report
 
 

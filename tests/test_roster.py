@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from bot import admin
 from storage.models import Guardianship, Person, PersonRole, SchoolClass, Student
-from storage.roster import RosterError, parse_roster
+from storage.roster import ROSTER_TABLES, RosterError, parse_roster
 from tests.school import EXAMPLES
 
 HEADER = (
@@ -33,6 +33,23 @@ async def test_example_roster_loads_a_small_school(sessionmaker):
         assert all(heads), "every example class has a head teacher"
         tails = list(await session.scalars(select(Person.phone_tail)))
         assert all(t is None or (len(t) == 4 and t.isdigit()) for t in tails)
+
+
+async def test_postgres_planner_sees_the_imported_roster_at_once(sessionmaker, engine):
+    """Without fresh statistics, every update's lookups on a just-imported roster scanned whole tables."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("SQLite's planner needs no statistics for these lookups")
+    await admin.import_roster_file(sessionmaker, EXAMPLES / "roster.csv")
+    async with sessionmaker() as session:
+        analysed = set(
+            await session.scalars(
+                text(
+                    "SELECT relname FROM pg_stat_user_tables"
+                    " WHERE schemaname = current_schema() AND last_analyze IS NOT NULL"
+                )
+            )
+        )
+    assert {t.__tablename__ for t in ROSTER_TABLES} <= analysed
 
 
 async def test_reimport_updates_and_never_duplicates(sessionmaker, tmp_path: Path):
